@@ -1,0 +1,263 @@
+"""The `digitlab` command: thin argparse wrappers over the Python API; user mistakes print one line."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import DigitlabError
+
+
+def _add_data_args(p: argparse.ArgumentParser, dataset_default: str | None = None) -> None:
+    p.add_argument("--dataset", default=dataset_default, help="mnist, fashion-mnist, kmnist, cifar10, mnist-sample or folder:PATH")
+    p.add_argument("--data-root", help="folder holding mnist/, fashion-mnist/ ... (default: $DIGITLAB_DATA, then the download cache)")
+
+
+def _train_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a model and write a run folder", description="Train a model. Flags override --config; "
+                       "unset flags take the recipe's or the model's defaults.")
+    p.add_argument("--model", help="model name (digitlab models list); default lenet5")
+    _add_data_args(p)
+    p.add_argument("--recipe", help="named option set: fast (speed recipe) or pytorch-example")
+    p.add_argument("--config", help="TOML/YAML/JSON file with the same options")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--optimizer", help="sgd, adam, adamw, rmsprop or adadelta")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--momentum", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--schedule", help="none, step, cosine or onecycle")
+    p.add_argument("--gamma", type=float, help="LR factor per epoch for --schedule step")
+    p.add_argument("--label-smoothing", type=float)
+    p.add_argument("--augment", help="none, light or strong")
+    p.add_argument("--ema", type=float, help="EMA decay for the weights, e.g. 0.995 (0 = off)")
+    p.add_argument("--val-split", type=float, help="fraction of train held out for validation (default 0.1)")
+    p.add_argument("--early-stop", type=int, metavar="PATIENCE")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto, cpu, cuda or mps")
+    p.add_argument("--threads", type=int, help="CPU threads (default: PyTorch's choice)")
+    p.add_argument("--image-size", type=int, help="resize images to this square size")
+    p.add_argument("--channels", type=int, choices=(1, 3), help="force grayscale (1) or RGB (3)")
+    p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE", help="extra model option, e.g. dropout=0.3")
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
+    p.add_argument("--tensorboard", action="store_true", default=None, help="log to RUN/tensorboard")
+    p.add_argument("--track-test", action="store_true", default=None, help="also score the test set each epoch (reporting only)")
+    p.add_argument("--out", help="run folder (default runs/MODEL-DATASET-TIME)")
+    p.add_argument("--resume", metavar="RUN", help="continue the run in this folder")
+    p.add_argument("--nproc", type=int, help="launch N processes with torchrun (DistributedDataParallel)")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    if args.nproc and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return _launch_torchrun(args.nproc)
+    from .train import train
+
+    model_args = {}
+    for item in args.model_arg:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise DigitlabError(f"--model-arg expects KEY=VALUE, got '{item}'")
+        try:
+            model_args[key] = json.loads(value)
+        except json.JSONDecodeError:
+            model_args[key] = value
+    options = {k: v for k, v in vars(args).items() if k not in ("command", "func", "model_arg", "resume", "nproc")}
+    options["dataset"], options["data_root"] = args.dataset, args.data_root
+    if model_args:
+        options["model_args"] = model_args
+    train(resume=args.resume, **options)
+    return 0
+
+
+def _launch_torchrun(nproc: int) -> int:
+    import subprocess
+
+    argv = sys.argv[1:]
+    cleaned, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == "--nproc":
+            skip = True
+            continue
+        if a.startswith("--nproc="):
+            continue
+        cleaned.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", "-m", "digitlab", *cleaned]
+    print("digitlab: launching", " ".join(cmd[1:]), flush=True)
+    return subprocess.call(cmd)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .predict.classifier import Classifier
+    from .train.checkpoint import resolve_checkpoint
+    from .train.report import write_eval_pictures
+
+    path = resolve_checkpoint(args.checkpoint)
+    clf = Classifier.from_checkpoint(path, device=args.device)
+    dataset = args.dataset or clf.record["dataset"]
+    from .data import load_dataset
+
+    c, h, _ = clf.input_shape
+    splits = load_dataset(dataset, root=args.data_root, val_split=0.0, image_size=h, channels=c)
+    data = splits.test if args.split == "test" else splits.train
+    result = clf.evaluate(data)
+    out = Path(args.out) if args.out else (path.parent / f"eval-{dataset.replace('folder:', '').replace('/', '_')}-{args.split}")
+    out.mkdir(parents=True, exist_ok=True)
+    write_eval_pictures(out, result, data)
+    report = {"checkpoint": str(path), "dataset": dataset, "split": args.split, **result.to_dict()}
+    (out / "eval.json").write_text(json.dumps(report, indent=2))
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"{path} on {dataset} ({args.split}, {len(data)} images)")
+    print(f"accuracy: {100 * result.accuracy:.2f}%   loss: {result.loss:.4f}")
+    print(f"{'class':>14} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>8}")
+    for r in result.per_class():
+        print(f"{r['class']:>14} {r['precision']:>9.4f} {r['recall']:>7.4f} {r['f1']:>7.4f} {r['support']:>8}")
+    k = len(result.classes)
+    width = max(5, max(len(str(int(v))) for v in result.confusion.flatten()) + 1)
+    print("confusion matrix (rows: true, columns: predicted)")
+    print(" " * 6 + "".join(f"{c[:width - 1]:>{width}}" for c in result.classes))
+    for i in range(k):
+        print(f"{result.classes[i][:5]:>5} " + "".join(f"{int(v):>{width}}" for v in result.confusion[i]))
+    print(f"pictures and eval.json in {out}")
+    return 0
+
+
+def cmd_data_list(args: argparse.Namespace) -> int:
+    from .data import list_datasets
+
+    for spec in list_datasets():
+        print(f"{spec.name:14} {spec.description}")
+    print(f"{'folder:PATH':14} your own images, one sub-folder per class (e.g. folder:~/cats_vs_dogs)")
+    return 0
+
+
+def cmd_data_show(args: argparse.Namespace) -> int:
+    import torch
+
+    from .data import load_dataset
+    from .train.plots import plot_grid
+
+    splits = load_dataset(args.name, root=args.data_root, val_split=0.0, image_size=args.image_size)
+    train, test = splits.train, splits.test
+    print(f"dataset: {splits.name}")
+    print(f"files:   {splits.source}")
+    print(f"train:   {len(train)} images   test: {len(test)} images   shape: {train.shape} uint8")
+    print(f"mean/std (train, per channel): {splits.mean} / {splits.std}")
+    print(f"{'class':>14} {'train':>7} {'test':>7}")
+    for name, n_train, n_test in zip(splits.classes, train.class_counts(), test.class_counts()):
+        print(f"{name:>14} {n_train:>7} {n_test:>7}")
+    per_class = 10
+    picks, titles = [], []
+    for k, name in enumerate(splits.classes):
+        idx = (train.labels == k).nonzero().flatten()[:per_class]
+        picks.append(idx)
+        titles += [name] * len(idx)
+    out = Path(args.out or f"{splits.name.replace('folder:', '').replace('/', '_').strip('_.')}-samples.png")
+    plot_grid(train.images[torch.cat(picks)], titles, out, cols=per_class, suptitle=f"{splits.name}: {per_class} training images per class")
+    print(f"sample grid: {out}")
+    return 0
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    from .models import count_params, create_model, list_models
+
+    print(f"{'name':15} {'family':10} {'params (MNIST)':>15}  description")
+    for e in list_models():
+        small = e.min_size <= 28  # models for big colour folders are counted at 150x150 RGB, 2 classes
+        params = count_params(create_model(e.name, num_classes=10 if small else 2, in_chans=1 if small else 3, image_size=28 if small else 150))
+        note = "" if small else " [params at 150x150 RGB, 2 classes]"
+        print(f"{e.name:15} {e.family:10} {params:>15,}  {e.description}{note}")
+    return 0
+
+
+def cmd_models_summary(args: argparse.Namespace) -> int:
+    from .models import create_model, summary
+
+    if args.input_shape:
+        try:
+            shape = tuple(int(v) for v in args.input_shape.split(","))
+            assert len(shape) == 3 and shape[1] == shape[2] and min(shape) > 0
+        except (ValueError, AssertionError):
+            raise DigitlabError(f"--input-shape expects C,H,W with H == W, e.g. 3,32,32; got '{args.input_shape}'") from None
+        num_classes = args.num_classes or 10
+    else:
+        from .data import DATASETS
+
+        name = args.dataset or "mnist"
+        if name not in DATASETS:
+            raise DigitlabError(f"unknown dataset '{name}' for a summary; choose one of: {', '.join(DATASETS)} or pass --input-shape")
+        shape = (3, 32, 32) if name == "cifar10" else (1, 28, 28)
+        num_classes = args.num_classes or len(DATASETS[name].classes)
+    model = create_model(args.name, num_classes=num_classes, in_chans=shape[0], image_size=shape[1])
+    print(f'Model: "{args.name}"')
+    print(summary(model, shape))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="digitlab", description="Train, compare, inspect and serve image classifiers for digits and small images.")
+    parser.add_argument("--version", action="version", version=f"digitlab {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    _train_parser(sub)
+
+    p = sub.add_parser("evaluate", help="score a checkpoint: accuracy, per-class scores, confusion matrix, worst mistakes")
+    p.add_argument("checkpoint", help="run folder or .safetensors file")
+    _add_data_args(p)
+    p.add_argument("--split", choices=("test", "train"), default="test")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", help="folder for the pictures and eval.json (default: beside the checkpoint)")
+    p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    p.set_defaults(func=cmd_evaluate)
+
+    data = sub.add_parser("data", help="list datasets or show one").add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
+    p = data.add_parser("list", help="the datasets digitlab knows")
+    p.set_defaults(func=cmd_data_list)
+    p = data.add_parser("show", help="counts, shapes, classes, files and a sample grid")
+    p.add_argument("name")
+    p.add_argument("--data-root")
+    p.add_argument("--image-size", type=int, help="for folder datasets")
+    p.add_argument("--out", help="PNG path for the sample grid (default NAME-samples.png)")
+    p.set_defaults(func=cmd_data_show)
+
+    models = sub.add_parser("models", help="list models or summarise one").add_subparsers(dest="models_command", required=True, metavar="SUBCOMMAND")
+    p = models.add_parser("list", help="every model with its parameter count on MNIST")
+    p.set_defaults(func=cmd_models_list)
+    p = models.add_parser("summary", help="Keras-style layer table, parameters, multiply-adds and memory")
+    p.add_argument("name")
+    p.add_argument("--dataset", help="take the input shape and classes from a dataset (default mnist)")
+    p.add_argument("--input-shape", help="C,H,W, e.g. 3,32,32")
+    p.add_argument("--num-classes", type=int)
+    p.set_defaults(func=cmd_models_summary)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except DigitlabError as e:
+        print(f"digitlab: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("digitlab: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # output piped into `head` and closed early
+        sys.stderr.close()
+        return 0
+    except MemoryError:
+        print("digitlab: error: out of memory; try a smaller --batch-size or --image-size", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

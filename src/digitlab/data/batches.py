@@ -1,0 +1,100 @@
+"""The fast path: batches are index slices of one uint8 tensor; augmentation runs on whole batches."""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import DigitlabError
+from .core import ImageData
+
+AUGMENT_CHOICES = ("none", "light", "strong")
+
+
+def epoch_order(n: int, generator: torch.Generator | None, rank: int = 0, world: int = 1) -> torch.Tensor:
+    """This rank's sample order for one epoch: a shared permutation, padded to a multiple of world, then strided."""
+    perm = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    if world > 1:
+        padded = math.ceil(n / world) * world
+        perm = torch.cat([perm, perm[: padded - n]])
+        perm = perm[rank::world]
+    return perm
+
+
+def iterate_batches(data: ImageData, batch_size: int, order: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield (uint8 images, labels) on the data's device, one index slice at a time."""
+    order = order.to(data.images.device)
+    for start in range(0, order.numel(), batch_size):
+        idx = order[start:start + batch_size]
+        yield data.images[idx], data.labels[idx]
+
+
+def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 (or float in [0,1], modified in place) -> normalised float, in one fused pass."""
+    x = images.float()
+    scale = 1.0 / std if images.dtype != torch.uint8 else 1.0 / (255.0 * std)
+    return x.mul_(scale.view(1, -1, 1, 1)).sub_((mean / std).view(1, -1, 1, 1))
+
+
+def _uniform(generator: torch.Generator | None, n: int, low: float, high: float) -> torch.Tensor:
+    return torch.rand(n, generator=generator) * (high - low) + low
+
+
+def random_affine(x: torch.Tensor, generator: torch.Generator | None, degrees: float, shift: float, scale: float,
+                  shear: float, elastic: float = 0.0) -> torch.Tensor:
+    """Rotate/shift/scale/shear each image of a float batch by its own random amount (one grid_sample call)."""
+    b = x.shape[0]
+    angle = torch.deg2rad(_uniform(generator, b, -degrees, degrees))
+    sh = torch.deg2rad(_uniform(generator, b, -shear, shear))
+    s = _uniform(generator, b, 1 - scale, 1 + scale)
+    tx, ty = _uniform(generator, b, -shift, shift) * 2, _uniform(generator, b, -shift, shift) * 2  # grid units span 2
+    cos, sin, tan = torch.cos(angle), torch.sin(angle), torch.tan(sh)
+    theta = torch.stack([
+        torch.stack([cos / s, (-sin + cos * tan) / s, tx], 1),
+        torch.stack([sin / s, (cos + sin * tan) / s, ty], 1),
+    ], 1).to(x.device, x.dtype)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    if elastic > 0:  # smooth random displacement: coarse noise upsampled, so strokes bend instead of tear
+        coarse = (torch.rand(b, 2, 4, 4, generator=generator) * 2 - 1) * elastic
+        field = F.interpolate(coarse, size=x.shape[-2:], mode="bicubic", align_corners=False)
+        grid = grid + field.permute(0, 2, 3, 1).to(x.device, x.dtype)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def random_crop_flip(x: torch.Tensor, generator: torch.Generator | None, pad: int, flip: bool) -> torch.Tensor:
+    """Random crops from a reflect-padded batch (pure indexing) and random horizontal flips."""
+    b, _, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
+    dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
+    rows = (torch.arange(h, device=x.device)[None] + dy[:, None])[:, :, None]
+    cols = (torch.arange(w, device=x.device)[None] + dx[:, None])[:, None, :]
+    out = padded[torch.arange(b, device=x.device)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
+    if flip:
+        mask = (torch.rand(b, generator=generator) < 0.5).to(x.device).view(b, 1, 1, 1)
+        out = torch.where(mask, out.flip(3), out)
+    return out.contiguous()
+
+
+def augment(images: torch.Tensor, policy: str, generator: torch.Generator | None) -> torch.Tensor:
+    """uint8 batch -> float batch in [0, 1], augmented as one tensor.
+
+    Grayscale data (digits, letters, clothing) gets small affine warps and no flips, since a
+    flipped 2 is not a 2; colour photos get the CIFAR/cats-vs-dogs recipe of crop + flip.
+    """
+    if policy not in AUGMENT_CHOICES:
+        raise DigitlabError(f"unknown augmentation '{policy}'; choose one of: {', '.join(AUGMENT_CHOICES)}")
+    x = images.float().div_(255.0)
+    if policy == "none":
+        return x
+    if images.shape[1] == 1:
+        if policy == "light":
+            return random_affine(x, generator, degrees=10, shift=0.08, scale=0.1, shear=8)
+        return random_affine(x, generator, degrees=15, shift=0.12, scale=0.15, shear=15, elastic=0.04)
+    pad = max(2, images.shape[-1] // 8)
+    x = random_crop_flip(x, generator, pad, flip=True)
+    if policy == "strong":
+        x = random_affine(x, generator, degrees=10, shift=0.0, scale=0.1, shear=5)
+    return x

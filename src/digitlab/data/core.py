@@ -1,0 +1,88 @@
+"""In-memory image data: one uint8 tensor (N, C, H, W) and int64 labels, nothing per sample."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ..errors import DigitlabError
+
+
+@dataclass
+class ImageData:
+    """A split held as one uint8 tensor, so batching is indexing and never per-sample Python."""
+
+    images: torch.Tensor  # uint8 (N, C, H, W)
+    labels: torch.Tensor  # int64 (N,)
+    classes: list[str]
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
+            raise DigitlabError(f"images must be a uint8 tensor of shape (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
+        if self.labels.shape != (self.images.shape[0],):
+            raise DigitlabError(f"{self.images.shape[0]} images but labels have shape {tuple(self.labels.shape)}")
+        self.labels = self.labels.long()
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) of one image."""
+        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+    def subset(self, index: torch.Tensor) -> "ImageData":
+        return ImageData(self.images[index], self.labels[index], self.classes)
+
+    def to(self, device: torch.device | str) -> "ImageData":
+        return ImageData(self.images.to(device), self.labels.to(device), self.classes)
+
+    def class_counts(self) -> list[int]:
+        return torch.bincount(self.labels.cpu(), minlength=len(self.classes)).tolist()
+
+
+@dataclass
+class DataSplits:
+    """train / val / test plus what a model needs to know about the data."""
+
+    name: str
+    train: ImageData
+    val: ImageData
+    test: ImageData
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    source: str  # where the files came from, for humans
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def classes(self) -> list[str]:
+        return self.train.classes
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return self.train.shape
+
+
+def channel_stats(images: torch.Tensor, chunk: int = 8192) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean/std in [0, 1] units, in chunks so a full dataset never doubles in float64."""
+    c = images.shape[1]
+    total = torch.zeros(c, dtype=torch.float64)
+    total_sq = torch.zeros(c, dtype=torch.float64)
+    for start in range(0, images.shape[0], chunk):
+        x = images[start:start + chunk].to(torch.float64).div_(255.0)
+        total += x.sum(dim=(0, 2, 3))
+        total_sq += x.square_().sum(dim=(0, 2, 3))
+    n = images.shape[0] * images.shape[2] * images.shape[3]
+    mean = total / n
+    std = (total_sq / n - mean.square()).clamp_min(1e-12).sqrt()
+    return tuple(round(v, 4) for v in mean.tolist()), tuple(round(v, 4) for v in std.tolist())
+
+
+def split_train_val(data: ImageData, val_split: float, seed: int) -> tuple[ImageData, ImageData]:
+    """Carve a validation set from train with a fixed seed; the test set is never touched."""
+    if not 0.0 <= val_split < 1.0:
+        raise DigitlabError(f"--val-split must be in [0, 1), got {val_split}")
+    n_val = int(round(len(data) * val_split))
+    perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
+    val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
+    return data.subset(train_idx), data.subset(val_idx)

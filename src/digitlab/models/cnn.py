@@ -1,0 +1,81 @@
+"""The small Keras-style CNNs of the TensorFlow/Keras tutorials, and digitlab's fast CNN."""
+from __future__ import annotations
+
+import torch.nn as nn
+
+from .registry import flat_features, register
+
+
+class KerasCNN(nn.Module):
+    """Conv(3x3)+ReLU blocks with optional 2x2 max-pools, Flatten, [Dropout], Dense+ReLU, Dense."""
+
+    def __init__(self, channels: tuple[int, ...], pools: tuple[bool, ...], dense: int, num_classes: int, in_chans: int,
+                 image_size: int, padding: int, dropout: float = 0.0):
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = in_chans
+        for cout, pool in zip(channels, pools):
+            layers += [nn.Conv2d(cin, cout, 3, padding=padding), nn.ReLU(inplace=True)]
+            if pool:
+                layers.append(nn.MaxPool2d(2))
+            cin = cout
+        self.features = nn.Sequential(*layers)
+        head: list[nn.Module] = [nn.Flatten()]
+        if dropout:
+            head.append(nn.Dropout(dropout))
+        head += [nn.Linear(flat_features(self.features, in_chans, image_size), dense), nn.ReLU(inplace=True), nn.Linear(dense, num_classes)]
+        self.classifier = nn.Sequential(*head)
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+@register("cnn-small", "cnn", "Keras tutorial CNN: Conv32-Pool-Conv64-Pool-Conv64, Dense64, valid padding", min_size=18, lr=1e-3)
+def cnn_small(num_classes: int = 10, in_chans: int = 1, image_size: int = 28) -> KerasCNN:
+    """TensorFlow's 'Convolutional Neural Network' tutorial net (valid padding). 93,322 parameters on MNIST."""
+    return KerasCNN((32, 64, 64), (True, True, False), 64, num_classes, in_chans, image_size, padding=0)
+
+
+@register("cnn", "cnn", "same-padding CNN: Conv32-64-64-64 with 3 max-pools, Dense64", min_size=8, lr=1e-3)
+def cnn(num_classes: int = 10, in_chans: int = 1, image_size: int = 28) -> KerasCNN:
+    """Four same-padded 3x3 convs (32-64-64-64), a 2x2 max-pool after each of the first three, Dense64.
+    130,250 parameters on MNIST."""
+    return KerasCNN((32, 64, 64, 64), (True, True, True, False), 64, num_classes, in_chans, image_size, padding=1)
+
+
+@register("catsdogs-cnn", "cnn", "cats-vs-dogs CNN: Conv32/64/128/128 + pools, Dropout 0.5, Dense512 (150x150 RGB)", min_size=46, lr=1e-3)
+def catsdogs_cnn(num_classes: int = 2, in_chans: int = 3, image_size: int = 150) -> KerasCNN:
+    """The 4-block binary classifier from 'Deep Learning with Python' (Chollet, ch. 5), with a softmax head
+    over `num_classes` instead of one sigmoid unit. 3,453,634 parameters at 150x150 RGB, 2 classes."""
+    return KerasCNN((32, 64, 128, 128), (True,) * 4, 512, num_classes, in_chans, image_size, padding=0, dropout=0.5)
+
+
+class FastCNN(nn.Module):
+    """digitlab's speed recipe net: three conv-BN-ReLU stages with max-pools and a global max-pool head.
+
+    Chosen by measurement for CPU time-to-accuracy (benchmarks/time_to_accuracy.py): wide enough to
+    reach 99.5%+ on MNIST, small enough (about 5 M multiply-adds per digit) for a 2-core laptop.
+    """
+
+    def __init__(self, num_classes: int = 10, in_chans: int = 1, image_size: int = 28, width: int = 32):
+        super().__init__()
+        w = width
+
+        def block(cin: int, cout: int) -> list[nn.Module]:
+            return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+        self.features = nn.Sequential(
+            *block(in_chans, w), nn.MaxPool2d(2),
+            *block(w, 2 * w), *block(2 * w, 2 * w), nn.MaxPool2d(2),
+            *block(2 * w, 4 * w), nn.AdaptiveMaxPool2d(1),
+        )
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(4 * w, num_classes))
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+@register("fastcnn", "cnn", "digitlab's fast recipe net: 3 conv-BN stages, global max-pool (about 5 M MACs per digit)", min_size=4, lr=3e-3)
+def fastcnn(num_classes: int = 10, in_chans: int = 1, image_size: int = 28, width: int = 32) -> FastCNN:
+    """Small BN CNN tuned for time-to-accuracy on CPU."""
+    return FastCNN(num_classes, in_chans, image_size, width)

@@ -1,0 +1,66 @@
+"""A timm-style registry: every model is built by name with the same arguments."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch.nn as nn
+
+from ..errors import DigitlabError
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    family: str
+    description: str
+    builder: Callable[..., nn.Module]
+    min_size: int  # smallest square input the layer stack can take
+    train_defaults: dict = field(default_factory=dict)  # per-model training defaults (lr, optimizer, ...)
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register(name: str, family: str, description: str, min_size: int = 1, **train_defaults):
+    """Decorator: add a builder `fn(num_classes, in_chans, image_size, **kwargs) -> nn.Module`."""
+    def wrap(fn):
+        _REGISTRY[name] = ModelEntry(name, family, description, fn, min_size, train_defaults)
+        return fn
+    return wrap
+
+
+def list_models() -> list[ModelEntry]:
+    return list(_REGISTRY.values())
+
+
+def get_entry(name: str) -> ModelEntry:
+    if name not in _REGISTRY:
+        raise DigitlabError(f"unknown model '{name}'; choose one of: {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def create_model(name: str, num_classes: int = 10, in_chans: int = 1, image_size: int = 28, **kwargs) -> nn.Module:
+    """Build a model by registry name for inputs of shape (in_chans, image_size, image_size)."""
+    entry = get_entry(name)
+    if image_size < entry.min_size:
+        raise DigitlabError(f"model '{name}' needs images of at least {entry.min_size}x{entry.min_size} pixels, "
+                            f"got {image_size}x{image_size}; use --image-size {entry.min_size} or a smaller model")
+    if num_classes < 2:
+        raise DigitlabError(f"a classifier needs at least 2 classes, got {num_classes}")
+    try:
+        model = entry.builder(num_classes=num_classes, in_chans=in_chans, image_size=image_size, **kwargs)
+    except TypeError as e:
+        raise DigitlabError(f"bad option for model '{name}': {e}") from None
+    # what a checkpoint needs to rebuild the model; plain data so it serialises to JSON
+    model.digitlab_config = {"name": name, "num_classes": num_classes, "in_chans": in_chans,
+                             "image_size": image_size, "kwargs": dict(kwargs)}
+    return model
+
+
+def flat_features(features: nn.Module, in_chans: int, image_size: int) -> int:
+    """Size of the flattened feature map, found by running the conv stack once on a dummy input."""
+    import torch
+
+    with torch.no_grad():
+        return features(torch.zeros(1, in_chans, image_size, image_size)).numel()

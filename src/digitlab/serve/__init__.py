@@ -1,0 +1,1 @@
+"""Web app and REST API (pip install 'digitlab[serve]')."""

@@ -1,0 +1,94 @@
+"""Checkpoints: model weights as safetensors with a JSON record; resume state loadable with weights_only=True.
+Every write goes to a temporary file first and is renamed into place, so a killed run never leaves half a file."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from ..errors import DigitlabError
+
+FORMAT = "digitlab-checkpoint/1"
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call write(tmp_path), fsync, then rename over `path` (atomic on POSIX)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def save_model(path: Path, model: torch.nn.Module, record: dict[str, Any]) -> None:
+    """Weights as safetensors; the record (architecture, classes, normalisation, input size, metrics) in its header."""
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    record = {"format": FORMAT, **record}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"digitlab": json.dumps(record)}))
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise DigitlabError(f"{path}: not a readable safetensors checkpoint ({e})") from None
+    if "digitlab" not in meta:
+        raise DigitlabError(f"{path}: safetensors file without a digitlab record; was it written by digitlab train?")
+    return json.loads(meta["digitlab"])
+
+
+def load_model(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Rebuild the model from its record and load the weights. Accepts a checkpoint file or a run folder."""
+    from ..models import create_model
+
+    path = resolve_checkpoint(path)
+    record = read_record(path)
+    cfg = record["model"]
+    model = create_model(cfg["name"], num_classes=cfg["num_classes"], in_chans=cfg["in_chans"], image_size=cfg["image_size"], **cfg["kwargs"])
+    try:
+        model.load_state_dict(load_file(str(path)))
+    except (SafetensorError, RuntimeError) as e:
+        raise DigitlabError(f"{path}: weights do not fit model '{cfg['name']}' ({str(e).splitlines()[0]})") from None
+    model.eval()
+    return model, record
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A run folder means its best checkpoint; a file is taken as it is."""
+    p = Path(path)
+    if p.is_dir():
+        for name in ("best.safetensors", "last.safetensors"):
+            if (p / name).is_file():
+                return p / name
+        raise DigitlabError(f"{p}: no best.safetensors or last.safetensors in this folder; is it a digitlab run folder?")
+    if not p.is_file():
+        raise DigitlabError(f"{p}: no such checkpoint file or run folder")
+    return p
+
+
+def save_state(path: Path, state: dict[str, Any]) -> None:
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # unpickling errors of all kinds mean a bad or foreign file
+        raise DigitlabError(f"{path}: cannot read the resume state ({e.__class__.__name__}); the run cannot be resumed") from None

@@ -1,0 +1,70 @@
+"""The pictures a run leaves behind: learning curves, confusion matrix and image grids."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+
+def plot_curves(history: list[dict], path: Path) -> None:
+    """Loss and accuracy, train vs validation, per epoch."""
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for key, style in (("train", "-o"), ("val", "-s")):
+        if any(h.get(f"{key}_loss") is not None for h in history):
+            ax_loss.plot(epochs, [h.get(f"{key}_loss") for h in history], style, label=key, markersize=3)
+            ax_acc.plot(epochs, [100 * h[f"{key}_acc"] if h.get(f"{key}_acc") is not None else None for h in history], style, label=key, markersize=3)
+    ax_loss.set(title="Loss", xlabel="epoch", ylabel="cross-entropy")
+    ax_acc.set(title="Accuracy", xlabel="epoch", ylabel="%")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_confusion(confusion: torch.Tensor, classes: list[str], path: Path, title: str = "Confusion matrix (test)") -> None:
+    k = len(classes)
+    fig, ax = plt.subplots(figsize=(max(5, 0.55 * k + 2), max(4.5, 0.55 * k + 1.5)))
+    ax.imshow(confusion.float().log1p(), cmap="Blues")
+    for i in range(k):
+        for j in range(k):
+            v = int(confusion[i, j])
+            if v:
+                ax.text(j, i, str(v), ha="center", va="center", fontsize=7, color="white" if i == j else "black")
+    ax.set(xticks=range(k), yticks=range(k), xlabel="predicted", ylabel="true", title=title)
+    ax.set_xticklabels(classes, rotation=45 if max(map(len, classes)) > 2 else 0, ha="right" if max(map(len, classes)) > 2 else "center")
+    ax.set_yticklabels(classes)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_grid(images: torch.Tensor, titles: list[str], path: Path, colors: list[str] | None = None, cols: int = 10,
+              suptitle: str = "") -> None:
+    """uint8 (N, C, H, W) images in a grid with a caption under each."""
+    n = images.shape[0]
+    cols = min(cols, max(n, 1))
+    rows = max(1, math.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.25 * cols, 1.45 * rows + (0.4 if suptitle else 0)), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= n:
+            continue
+        img = images[i].cpu()
+        if img.shape[0] == 1:
+            ax.imshow(img[0], cmap="gray", vmin=0, vmax=255)
+        else:
+            ax.imshow(img.permute(1, 2, 0))
+        ax.set_title(titles[i], fontsize=7, color=(colors[i] if colors else "black"))
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
