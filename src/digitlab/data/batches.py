@@ -51,15 +51,20 @@ def random_affine(x: torch.Tensor, generator: torch.Generator | None, degrees: f
     s = _uniform(generator, b, 1 - scale, 1 + scale)
     tx, ty = _uniform(generator, b, -shift, shift) * 2, _uniform(generator, b, -shift, shift) * 2  # grid units span 2
     cos, sin, tan = torch.cos(angle), torch.sin(angle), torch.tan(sh)
-    theta = torch.stack([
-        torch.stack([cos / s, (-sin + cos * tan) / s, tx], 1),
-        torch.stack([sin / s, (cos + sin * tan) / s, ty], 1),
-    ], 1).to(x.device, x.dtype)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    # output pixel centres in [-1, 1] (align_corners=False), mapped through each image's 2x3 matrix;
+    # built by broadcasting because F.affine_grid is several times slower on CPU for small images
+    h, w = x.shape[-2:]
+    xs = ((torch.arange(w, dtype=torch.float32) * 2 + 1) / w - 1).view(1, 1, w)
+    ys = ((torch.arange(h, dtype=torch.float32) * 2 + 1) / h - 1).view(1, h, 1)
+    col = lambda v: v.view(b, 1, 1)  # noqa: E731
+    gx = col(cos / s) * xs + col((-sin + cos * tan) / s) * ys + col(tx)
+    gy = col(sin / s) * xs + col((cos + sin * tan) / s) * ys + col(ty)
+    grid = torch.stack([gx, gy], dim=-1)
     if elastic > 0:  # smooth random displacement: coarse noise upsampled, so strokes bend instead of tear
         coarse = (torch.rand(b, 2, 4, 4, generator=generator) * 2 - 1) * elastic
-        field = F.interpolate(coarse, size=x.shape[-2:], mode="bicubic", align_corners=False)
-        grid = grid + field.permute(0, 2, 3, 1).to(x.device, x.dtype)
+        field = F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False)
+        grid = grid + field.permute(0, 2, 3, 1)
+    grid = grid.to(x.device, x.dtype)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 

@@ -51,11 +51,9 @@ def catsdogs_cnn(num_classes: int = 2, in_chans: int = 3, image_size: int = 150)
 
 
 class FastCNN(nn.Module):
-    """digitlab's speed recipe net: three conv-BN-ReLU stages with max-pools and a global max-pool head.
-
-    Chosen by measurement for CPU time-to-accuracy (benchmarks/time_to_accuracy.py): wide enough to
-    reach 99.5%+ on MNIST, small enough (about 5 M multiply-adds per digit) for a 2-core laptop.
-    """
+    """digitlab's speed recipe net: conv-BN-ReLU at 28, 14 and 7 pixels (32-64-128 channels), max-pools
+    between, a global max-pool head. About 7.5 M multiply-adds per digit: BN lets it train with a high
+    one-cycle LR, and the global pool keeps the head tiny."""
 
     def __init__(self, num_classes: int = 10, in_chans: int = 1, image_size: int = 28, width: int = 32):
         super().__init__()
@@ -66,7 +64,7 @@ class FastCNN(nn.Module):
 
         self.features = nn.Sequential(
             *block(in_chans, w), nn.MaxPool2d(2),
-            *block(w, 2 * w), *block(2 * w, 2 * w), nn.MaxPool2d(2),
+            *block(w, 2 * w), nn.MaxPool2d(2),
             *block(2 * w, 4 * w), nn.AdaptiveMaxPool2d(1),
         )
         self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(4 * w, num_classes))
@@ -75,7 +73,7 @@ class FastCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
-@register("fastcnn", "cnn", "digitlab's fast recipe net: 3 conv-BN stages, global max-pool (about 5 M MACs per digit)", min_size=4, lr=3e-3)
+@register("fastcnn", "cnn", "digitlab's fast recipe net: 3 conv-BN stages, global max-pool (7.5 M MACs per digit)", min_size=4, lr=3e-3)
 def fastcnn(num_classes: int = 10, in_chans: int = 1, image_size: int = 28, width: int = 32) -> FastCNN:
-    """Small BN CNN tuned for time-to-accuracy on CPU."""
+    """Small BN CNN for time-to-accuracy on CPU; 94,186 parameters on MNIST."""
     return FastCNN(num_classes, in_chans, image_size, width)

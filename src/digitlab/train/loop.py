@@ -91,7 +91,7 @@ def _all_reduce(values: torch.Tensor, world: int) -> torch.Tensor:
     return values
 
 
-def _prepare(config: TrainConfig | dict | None, resume: str | Path | None, options: dict) -> tuple[TrainConfig, Path, dict | None]:
+def _prepare(config: TrainConfig | dict | None, resume: str | Path | None, config_file: str | None, options: dict) -> tuple[TrainConfig, Path, dict | None]:
     """Resolve the config (file < flags) and the run folder; load the resume state if asked to."""
     if resume is not None:
         run_dir = Path(resume)
@@ -99,13 +99,12 @@ def _prepare(config: TrainConfig | dict | None, resume: str | Path | None, optio
         if not state_path.is_file():
             raise DigitlabError(f"{run_dir}: nothing to resume (no last.state.pt); start a new run without --resume")
         saved = json.loads((run_dir / "config.json").read_text())
-        changed = {k for k, v in options.items() if v is not None and k != "config" and saved.get(k) != v} - RESUMABLE_OVERRIDES
+        changed = {k for k, v in options.items() if v is not None and saved.get(k) != v} - RESUMABLE_OVERRIDES
         if changed:
             raise DigitlabError(f"cannot change {', '.join(sorted(changed))} when resuming; only {', '.join(sorted(RESUMABLE_OVERRIDES))} may change")
         saved.update({k: v for k, v in options.items() if v is not None and k in RESUMABLE_OVERRIDES})
         return TrainConfig(**saved).validate(), run_dir, load_state(state_path)
     merged: dict[str, Any] = {}
-    config_file = options.pop("config", None)
     if config_file:
         merged.update(read_config_file(config_file))
     if isinstance(config, TrainConfig):
@@ -121,12 +120,14 @@ def _prepare(config: TrainConfig | dict | None, resume: str | Path | None, optio
     return cfg, run_dir, None
 
 
-def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None = None, verbose: bool = True, **options) -> Run:
-    """Train a model and leave a complete run folder. Options are TrainConfig fields (or `config=FILE`).
+def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None = None, config_file: str | None = None,
+          verbose: bool = True, **options) -> Run:
+    """Train a model and leave a complete run folder. Options are TrainConfig fields; a TOML/YAML
+    `config_file` gives defaults that the options override; `resume=RUN` continues a run.
 
     >>> run = train(model="lenet5", dataset="mnist", epochs=3)   # doctest: +SKIP
     """
-    cfg, run_dir, state = _prepare(config, resume, options)
+    cfg, run_dir, state = _prepare(config, resume, config_file, options)
     rank, world, local_rank = _distributed()
     say = print if verbose and rank == 0 else (lambda *a, **k: None)
 

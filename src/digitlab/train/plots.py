@@ -32,7 +32,7 @@ def plot_curves(history: list[dict], path: Path) -> None:
 def plot_confusion(confusion: torch.Tensor, classes: list[str], path: Path, title: str = "Confusion matrix (test)") -> None:
     k = len(classes)
     fig, ax = plt.subplots(figsize=(max(5, 0.55 * k + 2), max(4.5, 0.55 * k + 1.5)))
-    ax.imshow(confusion.float().log1p(), cmap="Blues")
+    ax.imshow(confusion.float().log1p().numpy(), cmap="Blues")
     for i in range(k):
         for j in range(k):
             v = int(confusion[i, j])
@@ -57,11 +57,11 @@ def plot_grid(images: torch.Tensor, titles: list[str], path: Path, colors: list[
         ax.axis("off")
         if i >= n:
             continue
-        img = images[i].cpu()
+        img = images[i].cpu().numpy()
         if img.shape[0] == 1:
             ax.imshow(img[0], cmap="gray", vmin=0, vmax=255)
         else:
-            ax.imshow(img.permute(1, 2, 0))
+            ax.imshow(img.transpose(1, 2, 0))
         ax.set_title(titles[i], fontsize=7, color=(colors[i] if colors else "black"))
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)

@@ -1,0 +1,155 @@
+"""Training runs: outputs, checkpoints, exact resume after SIGKILL, NaN handling, configs, the Python API."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import digitlab
+from conftest import assert_user_error, run_cli
+from digitlab.errors import DigitlabError
+from digitlab.train.checkpoint import read_record
+
+FAST = dict(model="lenet5", dataset="mnist-sample", epochs=1, threads=1, verbose=False)
+
+
+def test_api_run_writes_a_complete_folder(tmp_path):
+    run = digitlab.train(**FAST, out=str(tmp_path / "run"))
+    names = {p.name for p in run.dir.iterdir()}
+    assert {"config.json", "metrics.jsonl", "metrics.csv", "metrics.json", "best.safetensors", "last.safetensors",
+            "last.state.pt", "curves.png", "confusion.png", "mistakes.png", "samples.png", "report.md"} <= names
+    assert 0.3 < run.test_accuracy <= 1.0 and len(run.history) == 1
+    record = read_record(run.dir / "best.safetensors")
+    assert record["model"]["name"] == "lenet5" and record["classes"] == [str(i) for i in range(10)]
+    assert record["input_shape"] == [1, 28, 28] and len(record["mean"]) == 1 and "digitlab_version" in record
+    json.dumps(record)  # plain data
+    assert set(load_file(str(run.dir / "best.safetensors"))) == set(digitlab.create_model("lenet5").state_dict())
+    state = torch.load(run.dir / "last.state.pt", weights_only=True)  # safe to load
+    assert state["epoch"] == 1
+    metrics = json.loads((run.dir / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] == pytest.approx(run.test_accuracy)
+    assert "Test accuracy" in (run.dir / "report.md").read_text()
+
+
+def test_loaded_classifier_predicts_and_evaluates(tmp_path):
+    run = digitlab.train(**FAST, out=str(tmp_path / "run"))
+    clf = digitlab.load(run.dir)
+    test = digitlab.load_dataset("mnist-sample").test
+    single = clf.predict(test.images[0, 0].numpy())  # (28, 28) uint8
+    batch = clf.predict(test.images[:16])
+    floats = clf.predict(test.images[:16].float() / 255)
+    assert single.probs.shape == (1, 10) and batch.labels.shape == (16,)
+    assert torch.equal(batch.labels, floats.labels) and batch.labels[0] == single.labels[0]
+    assert torch.allclose(batch.probs.sum(1), torch.ones(16), atol=1e-5)
+    assert clf.evaluate("mnist-sample").accuracy == pytest.approx(run.test_accuracy)
+    with pytest.raises(DigitlabError, match="expected images of shape"):
+        clf.predict(torch.zeros(2, 32, 32))
+
+
+def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    digitlab.train(**{**FAST, "epochs": 1}, out=str(out))
+    good = (out / "last.safetensors").read_bytes()
+    with pytest.raises(DigitlabError, match="loss became"):
+        digitlab.train(**{**FAST, "epochs": 2}, out=str(tmp_path / "nan"), optimizer="sgd", lr=1e12)
+    assert (out / "last.safetensors").read_bytes() == good
+    assert not (tmp_path / "nan" / "best.safetensors").exists()  # nothing written from the diverged epoch
+
+
+def test_config_file_and_flags(tmp_path):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('model = "mlp"\ndataset = "mnist-sample"\nepochs = 1\nbatch-size = 64\nlr = 0.002\n')
+    r = run_cli("train", "--config", str(cfg), "--lr", "0.003", "--out", str(tmp_path / "r"), "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert saved["model"] == "mlp" and saved["batch_size"] == 64 and saved["lr"] == 0.003
+    assert "Epoch 1/1" in r.stdout and "test accuracy" in r.stdout
+    yaml_cfg = tmp_path / "run.yaml"
+    yaml_cfg.write_text("model: mlp\nepochs: 1\ndataset: mnist-sample\nbogus: 3\n")
+    assert_user_error(run_cli("train", "--config", str(yaml_cfg), "--out", str(tmp_path / "y")), "bogus")
+
+
+def _train_cmd(out: Path, epochs: int) -> list[str]:
+    return [sys.executable, "-m", "digitlab", "train", "--model", "lenet5", "--dataset", "mnist-sample", "--epochs", str(epochs),
+            "--batch-size", "8", "--threads", "1", "--seed", "3", "--out", str(out)]
+
+
+def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
+    env = {**os.environ, "DIGITLAB_OFFLINE": "1"}
+    reference = subprocess.run(_train_cmd(tmp_path / "ref", 3), capture_output=True, text=True, env=env, timeout=600)
+    assert reference.returncode == 0, reference.stderr
+
+    killed = subprocess.Popen(_train_cmd(tmp_path / "kill", 3), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    history = tmp_path / "kill" / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (history.exists() and history.read_text().count("\n") >= 1):
+        time.sleep(0.05)
+    time.sleep(0.4 * json.loads(history.read_text())["seconds"])  # well inside epoch 2
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert history.read_text().count("\n") == 1, "the run should have died during epoch 2"
+
+    resumed = subprocess.run([sys.executable, "-m", "digitlab", "train", "--resume", str(tmp_path / "kill")],
+                             capture_output=True, text=True, env=env, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stdout
+    ref = [json.loads(line) for line in (tmp_path / "ref" / "metrics.jsonl").read_text().splitlines()]
+    got = [json.loads(line) for line in history.read_text().splitlines()]
+    assert [h["epoch"] for h in got] == [1, 2, 3]
+    for a, b in zip(ref, got):
+        for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
+            assert a[key] == pytest.approx(b[key], abs=1e-6), key
+    ref_test = json.loads((tmp_path / "ref" / "metrics.json").read_text())["test"]
+    got_test = json.loads((tmp_path / "kill" / "metrics.json").read_text())["test"]
+    assert ref_test["accuracy"] == got_test["accuracy"] and ref_test["loss"] == pytest.approx(got_test["loss"], abs=1e-6)
+
+
+def test_ctrl_c_exits_cleanly_with_a_resume_hint(tmp_path):
+    env = {**os.environ, "DIGITLAB_OFFLINE": "1"}
+    proc = subprocess.Popen(_train_cmd(tmp_path / "int", 5), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    history = tmp_path / "int" / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and not history.exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert "--resume" in err
+    assert torch.load(tmp_path / "int" / "last.state.pt", weights_only=True)["epoch"] >= 1
+
+
+def test_evaluate_command(tmp_path):
+    run = digitlab.train(**FAST, out=str(tmp_path / "run"))
+    r = run_cli("evaluate", str(run.dir), "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["accuracy"] == pytest.approx(run.test_accuracy) and len(report["per_class"]) == 10
+    assert len(report["confusion"]) == 10 and sum(map(sum, report["confusion"])) == 1000
+    r = run_cli("evaluate", str(run.dir))
+    assert "accuracy:" in r.stdout and "confusion matrix" in r.stdout
+    assert (run.dir / "eval-mnist-sample-test" / "mistakes.png").exists()
+    assert_user_error(run_cli("evaluate", str(run.dir), "--dataset", "cifar10"), "cifar10")
+
+
+def test_resume_refuses_changed_data_and_existing_run_needs_resume(tmp_path):
+    out = tmp_path / "run"
+    digitlab.train(**FAST, out=str(out))
+    assert_user_error(run_cli("train", "--resume", str(out), "--model", "mlp"), "cannot change model")
+    assert_user_error(run_cli("train", "--model", "lenet5", "--dataset", "mnist-sample", "--out", str(out)), "--resume")
+    r = run_cli("train", "--resume", str(out), "--epochs", "2")
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(x)["epoch"] for x in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+
+
+@pytest.mark.slow
+def test_real_mnist_one_epoch(real_root, tmp_path):
+    run = digitlab.train(model="lenet5", dataset="mnist", data_root=str(real_root), epochs=1, out=str(tmp_path / "r"), verbose=False)
+    assert run.test_accuracy >= 0.97
