@@ -151,5 +151,5 @@ def test_resume_refuses_changed_data_and_existing_run_needs_resume(tmp_path):
 
 @pytest.mark.slow
 def test_real_mnist_one_epoch(real_root, tmp_path):
-    run = digitlab.train(model="lenet5", dataset="mnist", data_root=str(real_root), epochs=1, out=str(tmp_path / "r"), verbose=False)
-    assert run.test_accuracy >= 0.97
+    run = digitlab.train(model="lenet5", dataset="mnist", data_root=str(real_root), epochs=1, augment="none", out=str(tmp_path / "r"), verbose=False)
+    assert run.test_accuracy >= 0.95  # a broken pipeline (e.g. misaligned labels) scores ~10%

@@ -1,8 +1,9 @@
 """The training loop: one function you can read top to bottom (nanoGPT style).
 
 Data lives on the device as one uint8 tensor; each step indexes a batch, augments and normalises
-it as a whole, and takes an optimizer step. The LR is a pure function of the step, so resuming
-needs no scheduler object; every epoch ends with an atomic checkpoint that resumes exactly.
+it as a whole, and takes an optimizer step. The LR is a pure function of the step and the random
+draws a pure function of (seed, epoch, rank), so resuming needs neither a scheduler object nor RNG
+state; every epoch ends with an atomic checkpoint that resumes exactly.
 """
 from __future__ import annotations
 
@@ -158,7 +159,6 @@ def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None
     shard_size = math.ceil(len(data.train) / world)
     steps_per_epoch = math.ceil(shard_size / local_batch)
     total_steps = steps_per_epoch * cfg.epochs
-    generator = torch.Generator().manual_seed(cfg.seed)  # drives shuffling and augmentation, saved for resume
 
     start_epoch, history, best, bad_epochs, elapsed_before = 1, [], {"val_acc": -1.0, "epoch": 0}, 0, 0.0
     if state is not None:
@@ -166,8 +166,6 @@ def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None
         optimizer.load_state_dict(state["optimizer"])
         if ema is not None:
             ema.load_state_dict(state["ema"])
-        generator.set_state(state["rng_data"])
-        torch.set_rng_state(state["rng_torch"])
         start_epoch, history, best, bad_epochs = state["epoch"] + 1, state["history"], state["best"], state["bad_epochs"]
         elapsed_before = history[-1]["elapsed"] if history else 0.0
         say(f"resuming {run_dir} after epoch {state['epoch']}")
@@ -202,7 +200,12 @@ def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None
         for epoch in range(start_epoch, cfg.epochs + 1):
             epoch_start = time.perf_counter()
             model.train()
-            order = epoch_order(len(train_data), generator, rank, world)
+            # every random draw of an epoch comes from (seed, epoch, rank): resuming needs no RNG state,
+            # all ranks agree on the permutation, and each rank augments its shard differently
+            epoch_seed = cfg.seed * 100_003 + epoch
+            order = epoch_order(len(train_data), torch.Generator().manual_seed(epoch_seed), rank, world)
+            generator = torch.Generator().manual_seed(epoch_seed * 1_000 + rank + 1)
+            torch.manual_seed(epoch_seed * 1_000 + rank + 1)  # dropout
             totals = torch.zeros(3, device=device, dtype=torch.float64)  # loss sum, correct, seen
             bar = tqdm(total=steps_per_epoch, desc=f"Epoch {epoch}/{cfg.epochs}", leave=False, unit="batch",
                        disable=not (verbose and rank == 0 and sys.stderr.isatty()))
@@ -252,8 +255,7 @@ def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None
                     save_model(run_dir / "best.safetensors", eval_model, meta)
                 save_state(run_dir / "last.state.pt", {
                     "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "ema": ema.state_dict() if ema is not None else None, "rng_data": generator.get_state(),
-                    "rng_torch": torch.get_rng_state(), "history": history, "best": best, "bad_epochs": bad_epochs})
+                    "ema": ema.state_dict() if ema is not None else None, "history": history, "best": best, "bad_epochs": bad_epochs})
                 _write_history(run_dir, history)
                 if writer:
                     writer.epoch(epoch, entry, model)
