@@ -66,3 +66,13 @@ def test_a_crashed_rank_stops_the_job(tmp_path):
     assert time.time() - start < 120, "the job should stop, not hang"
     assert "failed" in err.lower() or "error" in err.lower()
     assert torch.load(tmp_path / "r" / "last.state.pt", weights_only=True)["epoch"] >= 1  # finished epochs are kept
+
+
+def test_single_process_run_resumes_under_torchrun(tmp_path):
+    out = tmp_path / "run"
+    digitlab.train(model="lenet5", dataset="mnist-sample", epochs=1, threads=1, out=str(out), verbose=False)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "DIGITLAB_OFFLINE": "1"}
+    r = subprocess.run(_torchrun(["--resume", str(out), "--epochs", "2"]), capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "resuming" in r.stdout and r.stdout.count("Epoch 2/2") == 1
+    assert [json.loads(x)["epoch"] for x in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2]

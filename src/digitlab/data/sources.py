@@ -191,15 +191,19 @@ def _published_md5(spec: DatasetSpec) -> dict[str, str]:
     return {name: digest for name, digest in pairs}
 
 
-def _load_idx(spec: DatasetSpec, roots: list[Path], download: bool) -> tuple[ImageData, ImageData, str]:
-    names = list(IDX_FILES.values())
-    hit = _find_files(spec, roots, names)
+def _locate(spec: DatasetSpec, layout: DatasetSpec, roots: list[Path], names: list[str], download: bool) -> tuple[Path, list[Path]]:
+    """Find the files on disk, else let torchvision download them into the cache and look there."""
+    hit = _find_files(layout, roots, names)
     if hit is None:
         _download(spec, download)
-        hit = _find_files(spec, [cache_dir()], names)
+        hit = _find_files(layout, [cache_dir()], names)
         if hit is None:
             raise DatasetNotFound(f"{spec.name}: download finished but the files are not in {cache_dir()}")
-    folder, paths = hit
+    return hit
+
+
+def _load_idx(spec: DatasetSpec, roots: list[Path], download: bool) -> tuple[ImageData, ImageData, str]:
+    folder, paths = _locate(spec, spec, roots, list(IDX_FILES.values()), download)
     published = _published_md5(spec)
     arrays = {}
     for key, path in zip(IDX_FILES, paths):
@@ -220,14 +224,8 @@ def _load_idx(spec: DatasetSpec, roots: list[Path], download: bool) -> tuple[Ima
 def _load_cifar(spec: DatasetSpec, roots: list[Path], download: bool) -> tuple[ImageData, ImageData, str]:
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
     cifar_roots = [r / "cifar10" if (r / "cifar10").is_dir() else r for r in roots]
-    spec_local = DatasetSpec(spec.name, spec.description, spec.classes, spec.fmt, "cifar-10-batches-py", "cifar-10-batches-py")
-    hit = _find_files(spec_local, cifar_roots, names)
-    if hit is None:
-        _download(spec, download)
-        hit = _find_files(spec_local, [cache_dir()], names)
-        if hit is None:
-            raise DatasetNotFound(f"{spec.name}: download finished but the files are not in {cache_dir()}")
-    folder, paths = hit
+    layout = DatasetSpec(spec.name, spec.description, spec.classes, spec.fmt, "cifar-10-batches-py", "cifar-10-batches-py")
+    folder, paths = _locate(spec, layout, cifar_roots, names, download)
     published = _published_md5(spec)
     parts = []
     for path in paths:

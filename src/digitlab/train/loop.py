@@ -99,7 +99,10 @@ def _prepare(config: TrainConfig | dict | None, resume: str | Path | None, confi
         state_path = run_dir / "last.state.pt"
         if not state_path.is_file():
             raise DigitlabError(f"{run_dir}: nothing to resume (no last.state.pt); start a new run without --resume")
-        saved = json.loads((run_dir / "config.json").read_text())
+        try:
+            saved = json.loads((run_dir / "config.json").read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise DigitlabError(f"{run_dir}/config.json is missing or unreadable ({e.__class__.__name__}); the run cannot be resumed") from None
         changed = {k for k, v in options.items() if v is not None and saved.get(k) != v} - RESUMABLE_OVERRIDES
         if changed:
             raise DigitlabError(f"cannot change {', '.join(sorted(changed))} when resuming; only {', '.join(sorted(RESUMABLE_OVERRIDES))} may change")
