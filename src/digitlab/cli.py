@@ -66,7 +66,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         except json.JSONDecodeError:
             model_args[key] = value
     options = {k: v for k, v in vars(args).items() if k not in ("command", "func", "model_arg", "resume", "nproc", "config")}
-    options["dataset"], options["data_root"] = args.dataset, args.data_root
     if model_args:
         options["model_args"] = model_args
     train(resume=args.resume, config_file=args.config, **options)

@@ -209,7 +209,8 @@ def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None
             order = epoch_order(len(train_data), torch.Generator().manual_seed(epoch_seed), rank, world)
             generator = torch.Generator().manual_seed(epoch_seed * 1_000 + rank + 1)
             torch.manual_seed(epoch_seed * 1_000 + rank + 1)  # dropout
-            totals = torch.zeros(3, device=device, dtype=torch.float64)  # loss sum, correct, seen
+            totals = torch.zeros(2, device=device, dtype=torch.float64)  # loss sum, correct (synced only every 25 steps)
+            seen = 0
             bar = tqdm(total=steps_per_epoch, desc=f"Epoch {epoch}/{cfg.epochs}", leave=False, unit="batch",
                        disable=not (verbose and rank == 0 and sys.stderr.isatty()))
             for i, (images, labels) in enumerate(iterate_batches(train_data, local_batch, order)):
@@ -225,17 +226,17 @@ def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None
                 optimizer.step()
                 if ema is not None:
                     ema.update_parameters(model)
-                totals += torch.stack([loss.detach().double() * labels.numel(), (logits.argmax(1) == labels).sum().double(),
-                                       torch.tensor(labels.numel(), device=device, dtype=torch.float64)])
+                totals += torch.stack([loss.detach().double() * labels.numel(), (logits.argmax(1) == labels).sum().double()])
+                seen += labels.numel()
                 if i % 25 == 0 or i == steps_per_epoch - 1:
-                    running = totals[0].item() / max(totals[2].item(), 1)
+                    running = totals[0].item() / seen
                     if not math.isfinite(running):
                         raise DigitlabError(f"the loss became {running} in epoch {epoch} (step {i}); stopped. The last good checkpoint "
                                             f"(epoch {epoch - 1}) in {run_dir} is intact. Try a lower --lr (now {base_lr:g})")
-                    bar.set_postfix(loss=f"{running:.4f}", acc=f"{totals[1].item() / max(totals[2].item(), 1):.4f}")
+                    bar.set_postfix(loss=f"{running:.4f}", acc=f"{totals[1].item() / seen:.4f}")
                 bar.update()
             bar.close()
-            loss_sum, correct, seen = _all_reduce(totals, world).tolist()
+            loss_sum, correct, seen = _all_reduce(torch.cat([totals, totals.new_tensor([seen])]), world).tolist()
             train_seconds = time.perf_counter() - epoch_start
 
             val = evaluate(eval_model, val_data, data.mean, data.std) if len(val_data) else None
