@@ -129,6 +129,104 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+
+
+def _expand_inputs(inputs: list[str]) -> list[str]:
+    """Files as given, folders as their images (sorted), globs expanded, '-' for stdin."""
+    import glob
+
+    out: list[str] = []
+    for item in inputs:
+        p = Path(item)
+        if item == "-" or p.is_file():
+            out.append(item)
+        elif p.is_dir():
+            found = sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+            out += found or [item]  # an empty folder is reported as a failed input
+        elif any(ch in item for ch in "*?["):
+            out += sorted(glob.glob(item, recursive=True)) or [item]
+        else:
+            out.append(item)
+    return out
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import csv
+
+    from .predict import load
+
+    if args.top_k < 1:
+        raise DigitlabError("--top-k must be at least 1")
+    clf = load(args.model, backend=args.backend)
+    save_dir = Path(args.save_preprocessed) if args.save_preprocessed else None
+    if save_dir:
+        save_dir.mkdir(parents=True, exist_ok=True)
+    results, failed = [], 0
+    writer = csv.writer(sys.stdout) if args.csv else None
+    if writer:
+        writer.writerow(["input", "label", "prob", "top_k", "error"])
+    for item in _expand_inputs(args.inputs):
+        try:
+            source = sys.stdin.buffer.read() if item == "-" else item
+            if item != "-" and Path(item).is_dir():
+                raise DigitlabError("folder holds no images")
+            if item != "-" and not Path(item).exists():
+                raise DigitlabError("no such file")
+            reading = clf.read(source, multi=args.multi, top_k=args.top_k)
+        except DigitlabError as e:
+            failed += 1
+            message = str(e).removeprefix(f"{item}: ")
+            results.append({"input": item, "error": message})
+            if writer:
+                writer.writerow([item, "", "", "", message])
+            elif not args.json:
+                print(f"{item}: error: {message}", flush=True)
+            continue
+        if save_dir:
+            _save_preprocessed(save_dir, item, reading)
+        entry = {"input": item, "label": reading.text, "prob": round(reading.prob, 6)}
+        if args.multi:
+            entry["digits"] = [d.to_dict() for d in reading.digits]
+        else:
+            entry["top_k"] = [[n, p] for n, p in reading.digits[0].top_k]
+        results.append(entry)
+        if writer:
+            tops = reading.digits[0].top_k if not args.multi else [(d.label, d.prob) for d in reading.digits]
+            writer.writerow([item, reading.text, f"{reading.prob:.6f}", " ".join(f"{n}:{p:.4f}" for n, p in tops), ""])
+        elif not args.json:
+            if args.multi:
+                detail = "  ".join(f"{d.label} {100 * d.prob:.1f}% @{','.join(map(str, d.box or ()))}" for d in reading.digits)
+                print(f"{item}: {reading.text}  ({detail})")
+            else:
+                top = ", ".join(f"{n} {100 * p:.1f}%" for n, p in reading.digits[0].top_k)
+                print(f"{item}: {reading.text}  ({100 * reading.prob:.1f}%; top {args.top_k}: {top})")
+    if args.json:
+        print(json.dumps(results, indent=2))
+    if failed:
+        print(f"digitlab: {failed} of {len(results)} inputs could not be read", file=sys.stderr)
+        return 3
+    return 0
+
+
+def _save_preprocessed(folder: Path, item: str, reading) -> None:
+    from PIL import Image
+
+    stem = "stdin" if item == "-" else Path(item).stem
+    for i, d in enumerate(reading.digits):
+        arr = (d.image.transpose(1, 2, 0) * 255).clip(0, 255).astype("uint8")
+        name = f"{stem}.png" if len(reading.digits) == 1 else f"{stem}-{i}.png"
+        Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr).save(folder / name)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .predict.onnx import export_onnx
+
+    out = export_onnx(args.model, args.out)
+    print(f"exported {args.model} -> {out} (ONNX, dynamic batch; input 'images' normalised, output 'logits')")
+    return 0
+
+
 def cmd_data_list(args: argparse.Namespace) -> int:
     from .data import list_datasets
 
@@ -216,6 +314,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for the pictures and eval.json (default: beside the checkpoint)")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="read digits on photos or scans (MNIST-style preprocessing)",
+                       description="Predict on image files. Digit models get the photo cleaned up the way MNIST was made "
+                       "(ink found, cropped, scaled to 20 px, centred by mass). Exit code 3 when some inputs failed.")
+    p.add_argument("model", help="run folder, .safetensors checkpoint or exported .onnx file")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, globs or - for stdin")
+    p.add_argument("--multi", action="store_true", help="the image holds a number written on one line: read every digit")
+    p.add_argument("--top-k", type=int, default=3)
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print one JSON list of results")
+    fmt.add_argument("--csv", action="store_true", help="print CSV rows: input,label,prob,top_k,error")
+    p.add_argument("--save-preprocessed", metavar="DIR", help="write the 28x28 images the model saw")
+    p.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="onnx: run RUN/best.onnx with onnxruntime")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="export a model to ONNX for onnxruntime and other runtimes")
+    p.add_argument("model", help="run folder or .safetensors checkpoint")
+    p.add_argument("--format", choices=("onnx",), default="onnx")
+    p.add_argument("--out", help="output file (default: beside the checkpoint, best.onnx)")
+    p.set_defaults(func=cmd_export)
 
     data = sub.add_parser("data", help="list datasets or show one").add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
     p = data.add_parser("list", help="the datasets digitlab knows")

@@ -1,4 +1,4 @@
 """Using trained models: loading, predicting, and (for photos) MNIST-style preprocessing."""
-from .classifier import Classifier, Prediction, load
+from .classifier import Classifier, Prediction, Reading, load
 
-__all__ = ["Classifier", "Prediction", "load"]
+__all__ = ["Classifier", "Prediction", "Reading", "load"]

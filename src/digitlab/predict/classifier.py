@@ -31,9 +31,11 @@ class Prediction:
 class Classifier:
     """A model plus the record that says how to feed it (classes, input shape, normalisation)."""
 
-    def __init__(self, model: torch.nn.Module, record: dict[str, Any], device: str | torch.device = "cpu"):
+    def __init__(self, model: torch.nn.Module | None, record: dict[str, Any], device: str | torch.device = "cpu",
+                 session: Any = None):
         self.device = pick_device(device) if isinstance(device, str) else device
-        self.model = model.to(self.device).eval()
+        self.model = model.to(self.device).eval() if model is not None else None
+        self.session = session  # an onnxruntime.InferenceSession when the backend is ONNX
         self.record = record
         self.classes: list[str] = record["classes"]
         self.input_shape: tuple[int, int, int] = tuple(record["input_shape"])  # type: ignore[assignment]
@@ -46,6 +48,30 @@ class Classifier:
 
         model, record = load_model(path)
         return cls(model, record, device)
+
+    @classmethod
+    def from_onnx(cls, path: str | Path) -> "Classifier":
+        """An exported model run by onnxruntime on CPU; the digitlab record travels in the ONNX metadata."""
+        from .onnx import open_session
+
+        session, record = open_session(path)
+        return cls(None, record, "cpu", session=session)
+
+    @property
+    def name(self) -> str:
+        return self.record["model"]["name"]
+
+    def _probs(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised float batch -> class probabilities on the CPU, in chunks that keep memory flat."""
+        out = []
+        for i in range(0, x.shape[0], 1024):
+            chunk = x[i:i + 1024]
+            if self.session is not None:
+                logits = torch.from_numpy(self.session.run(None, {"images": chunk.cpu().numpy()})[0])
+            else:
+                logits = self.model(chunk)
+            out.append(logits.float().softmax(1).cpu())
+        return torch.cat(out)
 
     def _as_batch(self, images: Any) -> torch.Tensor:
         """Any of (H,W), (C,H,W), (N,H,W), (N,C,H,W); uint8 0-255 or float 0-1 -> float batch in [0, 1]."""
@@ -63,20 +89,50 @@ class Classifier:
         x = x.float()
         if not torch.isfinite(x).all():
             raise DigitlabError("images contain NaN or infinite values")
-        return x.div(255.0) if x.max() > 1.5 else x
+        return x.div(255.0) if x.max() > 1.5 else x.clone()  # a copy: normalising must not touch the caller's array
 
     @torch.inference_mode()
     def predict(self, images: Any) -> Prediction:
         """Class indices and probabilities for one image or a batch."""
         x = normalize(self._as_batch(images).to(self.device), self.mean, self.std)
-        probs = torch.cat([self.model(x[i:i + 1024]).float().softmax(1).cpu() for i in range(0, x.shape[0], 1024)])
+        probs = self._probs(x)
         return Prediction(probs.argmax(1), probs, self.classes)
+
+    def prepare(self, source: Any) -> np.ndarray:
+        """A photo or scan (path, bytes or PIL image) -> the (C, H, W) float image this model expects: MNIST-style
+        digit normalisation for digit models, plain resize for the others."""
+        from .preprocess import digit_to_mnist, resize_plain
+
+        c, h, _ = self.input_shape
+        if self.record.get("preprocess") == "digits" and c == 1:
+            return digit_to_mnist(source, h).image[None]
+        return resize_plain(source, c, h)
+
+    def read(self, source: Any, multi: bool = False, top_k: int = 3) -> "Reading":
+        """Predict on a photo: one digit, or with `multi` a whole number written on one line."""
+        from .preprocess import segment_digits
+
+        if multi:
+            if self.record.get("preprocess") != "digits":
+                raise DigitlabError(f"--multi reads numbers and needs a digit model; '{self.name}' was trained on "
+                                    f"{self.record.get('dataset')}")
+            digits = segment_digits(source, self.input_shape[1])
+            images = np.stack([d.image[None] for d in digits])
+            boxes = [d.box for d in digits]
+        else:
+            images, boxes = self.prepare(source)[None], [None]
+        pred = self.predict(images)
+        parts = [ReadDigit(name, float(pred.probs[i, pred.labels[i]]), top, boxes[i], images[i])
+                 for i, (name, top) in enumerate(zip(pred.names, pred.top_k(top_k)))]
+        return Reading("".join(p.label for p in parts), parts)
 
     def evaluate(self, dataset: "str | ImageData", split: str = "test", root: str | None = None):
         """Score the model on a dataset (name or ImageData); the data must match its input shape and classes."""
         from ..data import load_dataset
         from ..train.evaluate import evaluate
 
+        if self.model is None:
+            raise DigitlabError("evaluate needs the PyTorch checkpoint; load the run folder instead of the .onnx file")
         c, h, _ = self.input_shape
         if isinstance(dataset, str):
             splits = load_dataset(dataset, root=root, val_split=0.0, image_size=h, channels=c)
@@ -93,6 +149,43 @@ class Classifier:
         return evaluate(self.model, data, self.record["mean"], self.record["std"])
 
 
-def load(path: str | Path, device: str = "cpu") -> Classifier:
-    """Load a checkpoint file or run folder as a Classifier."""
+@dataclass
+class ReadDigit:
+    label: str
+    prob: float
+    top_k: list[tuple[str, float]]
+    box: tuple[int, int, int, int] | None  # x0, y0, x1, y1 in the photo (multi only)
+    image: np.ndarray  # (C, H, W) float 0-1: what the model saw
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "prob": round(self.prob, 6), "top_k": [[n, p] for n, p in self.top_k],
+                **({"box": list(self.box)} if self.box else {})}
+
+
+@dataclass
+class Reading:
+    """What a model read on one photo: a label, or for a number the digit string and each digit."""
+    text: str
+    digits: list[ReadDigit]
+
+    @property
+    def prob(self) -> float:
+        """Confidence of the whole reading: the product of the digits' probabilities."""
+        return float(np.prod([d.prob for d in self.digits]))
+
+
+def load(path: str | Path, device: str = "cpu", backend: str = "torch") -> Classifier:
+    """Load a checkpoint file or run folder (torch), or an exported .onnx file (onnxruntime)."""
+    p = Path(path)
+    if backend not in ("torch", "onnx"):
+        raise DigitlabError(f"unknown backend '{backend}'; choose torch or onnx")
+    if p.suffix == ".onnx":
+        return Classifier.from_onnx(p)
+    if backend == "onnx":
+        from ..train.checkpoint import resolve_checkpoint
+
+        onnx_path = resolve_checkpoint(p).with_suffix(".onnx")
+        if not onnx_path.is_file():
+            raise DigitlabError(f"no {onnx_path.name} beside the checkpoint; run `digitlab export {path}` first")
+        return Classifier.from_onnx(onnx_path)
     return Classifier.from_checkpoint(path, device)

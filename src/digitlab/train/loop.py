@@ -54,6 +54,9 @@ class Run:
         return self.test["accuracy"] if self.test else None
 
 
+DIGIT_DATASETS = ("mnist", "mnist-sample", "kmnist")  # ink on paper: photos get MNIST-style preprocessing
+
+
 def lr_at(cfg: TrainConfig, base_lr: float, step: int, total_steps: int, steps_per_epoch: int) -> float:
     """The learning rate for a global step: a pure function, so a resumed run picks up the same curve."""
     progress = step / max(1, total_steps)
@@ -182,7 +185,7 @@ def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None
     eval_model = ema.module if ema is not None else model
     record = {"model": model.digitlab_config, "classes": data.classes, "input_shape": [c, h, w], "mean": list(data.mean),
               "std": list(data.std), "dataset": data.name, "digitlab_version": __version__,
-              "preprocess": "digits" if c == 1 and h <= 32 else "resize"}
+              "preprocess": "digits" if data.name in DIGIT_DATASETS else "resize"}
     writer = None
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,307 @@
+"""Turn a user's photo or scan into what the model was trained on.
+
+MNIST digits were made by size-normalising each binarised digit into a 20x20 box (keeping its aspect ratio,
+anti-aliased) and centring it by centre of mass in a 28x28 field, white ink on black. A photo of a digit on
+paper looks nothing like that, so a model fed `photo.resize(28, 28)` guesses. `digit_to_mnist` repeats the
+dataset's own recipe after cleaning the photo: flat-field the lighting, find the ink, threshold (Otsu), crop,
+normalise stroke width (so a thin pen on a big photo survives the downscale), box, centre.
+`segment_digits` cuts a written number into digits for `--multi`.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+from scipy import ndimage as ndi
+
+from ..errors import DigitlabError
+
+MAX_PIXELS = 40_000_000  # larger images are refused (decompression bombs); a 12 MP phone photo is fine
+WORK_SIDE = 1024  # photos are analysed at most this many pixels on their longer side
+STROKE_RATIO = 0.13  # MNIST stroke width / longer side of the digit (median over training digits upscaled 10x)
+
+
+@dataclass
+class Digit:
+    """One digit cut from a photo: its 28x28 (0-1, ink bright) and where it was, in original-image pixels."""
+    image: np.ndarray
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1
+
+
+@dataclass
+class Cleaned:
+    """A photo reduced to an ink mask at working resolution."""
+    mask: np.ndarray  # bool, True = ink
+    scale: float  # original pixels per working pixel
+    notes: list[str] = field(default_factory=list)
+
+
+def open_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Open a file or bytes as a PIL image, refusing non-images and oversized images with a clear error."""
+    name = "upload" if isinstance(source, (bytes, bytearray)) else str(source)
+    try:
+        im = Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source)
+    except FileNotFoundError:
+        raise DigitlabError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise DigitlabError(f"{name}: is a folder, not an image") from None
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise DigitlabError(f"{name}: not an image file PIL can read (PNG, JPEG, BMP, GIF, TIFF, WebP ...)") from None
+    except Image.DecompressionBombError:
+        raise DigitlabError(f"{name}: image too large to open safely") from None
+    w, h = im.size
+    if w * h > max_pixels:
+        raise DigitlabError(f"{name}: {w}x{h} pixels is over the limit of {max_pixels:,}; scale it down first")
+    if w < 1 or h < 1:
+        raise DigitlabError(f"{name}: empty image")
+    return im
+
+
+def to_gray(im: Image.Image, max_side: int = WORK_SIDE) -> tuple[np.ndarray, float]:
+    """Grayscale float32 in [0, 1], downscaled (area-averaged) so the longer side is at most `max_side`."""
+    try:
+        if im.format == "JPEG":
+            im.draft("L", (im.size[0] // 2, im.size[1] // 2) if max(im.size) > 2 * max_side else im.size)
+        im = ImageOps.exif_transpose(im)
+        if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+            im = im.convert("RGBA")  # drawn on a transparent canvas: put it on white paper
+            paper = Image.new("RGBA", im.size, (255, 255, 255, 255))
+            im = Image.alpha_composite(paper, im)
+        gray = im.convert("L")
+    except (OSError, ValueError) as e:
+        raise DigitlabError(f"cannot decode the image ({e}); is the file complete?") from None
+    scale = max(gray.size) / max_side
+    if scale > 1:
+        gray = gray.resize((max(1, round(gray.size[0] / scale)), max(1, round(gray.size[1] / scale))), Image.Resampling.BOX)
+    else:
+        scale = 1.0
+    original = max(im.size) / max(gray.size)
+    return np.asarray(gray, dtype=np.float32) / 255.0, original
+
+
+def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
+    """The threshold that best splits `values` into two classes (Otsu 1979)."""
+    hist, edges = np.histogram(values, bins=bins)
+    centers = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(hist)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(hist * centers)
+    mu0 = m0 / np.maximum(w0, 1)
+    mu1 = (m0[-1] - m0) / np.maximum(w1, 1)
+    between = w0 * w1 * (mu0 - mu1) ** 2
+    return float(centers[int(np.argmax(between[:-1]))])
+
+
+def stroke_width(mask: np.ndarray) -> float:
+    """Mean stroke width of a binary shape: twice its area over its perimeter (exact for long thin strokes)."""
+    area = mask.sum()
+    if area == 0:
+        return 0.0
+    perimeter = (mask & ~ndi.binary_erosion(mask)).sum()
+    return float(2 * area / max(perimeter, 1))
+
+
+def ink_map(gray: np.ndarray) -> np.ndarray:
+    """How much ink each pixel holds, in [0, 1], with paper tone, lighting gradients and shadows removed.
+    The background is whichever polarity the majority of pixels has; on light paper ink is 1 - image/background
+    (lighting multiplies), on a dark background (chalk, MNIST itself) it is image - background."""
+    # background: a percentile over windows a third of the image wide, on a 64 px thumbnail; ink covers a
+    # minority of any such window, however thick the pen, so it drops out. Which way the ink deviates from the
+    # local median (darker: pen on paper; lighter: chalk, MNIST itself) decides the polarity.
+    f = max(gray.shape) / 64
+    thumb_size = (max(1, round(gray.shape[1] / f)), max(1, round(gray.shape[0] / f)))
+    thumb = np.asarray(Image.fromarray(gray).resize(thumb_size, Image.Resampling.BOX)) if f > 1 else gray
+    win = max(3, max(thumb.shape) // 3)
+
+    def background(q: float) -> np.ndarray:
+        bg = ndi.percentile_filter(thumb, q, size=win, mode="nearest")
+        bg = ndi.uniform_filter(bg, size=max(3, win // 2), mode="nearest")
+        return np.asarray(Image.fromarray(bg.astype(np.float32)).resize(gray.shape[::-1], Image.Resampling.BILINEAR))
+
+    lo, hi = np.percentile(gray - background(50), [0.02, 99.98])  # even a thin line on a big page reaches these
+    light_background = -lo > hi
+    bg = background(75 if light_background else 25)
+    ink = 1.0 - gray / np.maximum(bg, 1e-3) if light_background else gray - bg
+    ink = ndi.median_filter(np.clip(ink, 0, 1).astype(np.float32), size=3)  # salt-and-pepper sensor noise
+    return ink
+
+
+def clean(source: str | Path | bytes | Image.Image | np.ndarray) -> Cleaned:
+    """Photo -> ink mask at working resolution, noise specks removed."""
+    if isinstance(source, np.ndarray):
+        arr = source.astype(np.float32)
+        arr = arr / 255.0 if arr.max() > 1.5 else arr
+        gray, scale = (arr.mean(-1) if arr.ndim == 3 else arr), 1.0
+    else:
+        gray, scale = to_gray(source if isinstance(source, Image.Image) else open_image(source))
+    ink = ink_map(gray)
+    # the paper's own noise level (median and MAD of the ink map, which is mostly paper) is the floor; above it
+    # Otsu separates stroke cores from their soft edges, and half of that keeps the edges
+    med = float(np.median(ink))
+    floor = med + 6 * 1.4826 * float(np.median(np.abs(ink - med))) + 0.02
+    above = ink[ink > floor]
+    if above.size < 10 or float(np.percentile(above, 90)) < 0.06:
+        raise DigitlabError("no writing found in the image (it is almost uniform); is it the right file?")
+    mask = ink > max(floor, 0.5 * otsu_threshold(above))
+    labels, n = ndi.label(mask)
+    if n == 0:
+        raise DigitlabError("no writing found in the image")
+    areas = ndi.sum_labels(mask, labels, index=np.arange(1, n + 1))
+    keep = areas >= max(4, 0.04 * areas.max())  # sensor noise and paper texture make small specks
+    mask = keep[labels - 1] & mask
+    return Cleaned(mask=mask, scale=scale)
+
+
+def _components(mask: np.ndarray) -> list[tuple[slice, slice, np.ndarray]]:
+    labels, n = ndi.label(mask, structure=np.ones((3, 3)))
+    return [(sl[0], sl[1], labels[sl] == i + 1) for i, sl in enumerate(ndi.find_objects(labels))]
+
+
+def _main_shape(mask: np.ndarray) -> np.ndarray:
+    """For a single digit: the biggest component plus pieces near it (broken strokes); stray marks elsewhere go."""
+    comps = _components(mask)
+    if len(comps) <= 1:
+        return mask
+    areas = [c[2].sum() for c in comps]
+    ys, xs, _ = comps[int(np.argmax(areas))]
+    size = max(ys.stop - ys.start, xs.stop - xs.start)
+    cy, cx = (ys.start + ys.stop) / 2, (xs.start + xs.stop) / 2
+    out = np.zeros_like(mask)
+    for (sy, sx, m), area in zip(comps, areas):
+        near = abs((sy.start + sy.stop) / 2 - cy) < 0.8 * size and abs((sx.start + sx.stop) / 2 - cx) < 0.8 * size
+        if near and area >= 0.03 * max(areas):
+            out[sy, sx] |= m
+    return out
+
+
+def to_mnist(mask: np.ndarray, size: int = 28, box: int = 20) -> np.ndarray:
+    """A binary digit of any size -> size x size float image like MNIST's: stroke width normalised, longer side
+    scaled to `box` pixels with anti-aliasing, centred by centre of mass."""
+    ys, xs = np.nonzero(mask)
+    if len(ys) == 0:
+        return np.zeros((size, size), np.float32)
+    crop = mask[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+    side = max(crop.shape)
+    target = STROKE_RATIO * side
+    width = stroke_width(crop)
+    pad = int(np.ceil(target)) + 2
+    crop = np.pad(crop, pad)
+    if width < 0.8 * target:  # thin pen: grow the strokes so they survive shrinking to 20 px
+        crop = ndi.distance_transform_edt(~crop) <= (target - width) / 2
+    elif width > 1.8 * target:  # felt marker: thin them a little
+        crop = ndi.distance_transform_edt(crop) > (width - 1.3 * target) / 2
+    ys, xs = np.nonzero(crop)
+    crop = crop[ys.min():ys.max() + 1, xs.min():xs.max() + 1].astype(np.float32)
+    h, w = crop.shape
+    f = box / max(h, w)
+    nh, nw = max(1, round(h * f)), max(1, round(w * f))
+    small = np.asarray(Image.fromarray(crop * 255).resize((nw, nh), Image.Resampling.LANCZOS if max(h, w) < box else Image.Resampling.BOX))
+    small = np.clip(small / 255.0, 0, 1).astype(np.float32)
+    out = np.zeros((size, size), np.float32)
+    cy, cx = ndi.center_of_mass(small) if small.sum() > 0 else (nh / 2, nw / 2)
+    top, left = int(round(size / 2 - cy)), int(round(size / 2 - cx))
+    top, left = int(np.clip(top, 0, size - nh)), int(np.clip(left, 0, size - nw))
+    out[top:top + nh, left:left + nw] = small
+    return out
+
+
+def digit_to_mnist(source, size: int = 28) -> Digit:
+    """One digit per image (the usual case): the 28x28 the model should see."""
+    cleaned = clean(source)
+    mask = _main_shape(cleaned.mask)
+    return Digit(to_mnist(mask, size), _box(mask, cleaned.scale))
+
+
+def _box(mask: np.ndarray, scale: float, offset: tuple[int, int] = (0, 0)) -> tuple[int, int, int, int]:
+    ys, xs = np.nonzero(mask)
+    y0, x0 = offset
+    return (int((xs.min() + x0) * scale), int((ys.min() + y0) * scale), int((xs.max() + x0 + 1) * scale), int((ys.max() + y0 + 1) * scale))
+
+
+def segment_digits(source, size: int = 28) -> list[Digit]:
+    """A number written on one line -> its digits, left to right. Connected pieces that overlap horizontally are
+    one digit (a broken stroke); a piece much wider than the line is tall is split at its thinnest columns
+    (touching digits)."""
+    cleaned = clean(source)
+    mask = cleaned.mask
+    comps = _components(mask)
+    if not comps:
+        raise DigitlabError("no writing found in the image")
+    heights = np.array([c[0].stop - c[0].start for c in comps], np.float32)
+    line_height = float(np.percentile(heights[heights >= 0.5 * heights.max()], 75))
+    tall = sorted((c for c, hgt in zip(comps, heights) if hgt >= 0.45 * line_height), key=lambda c: c[1].start)
+    short = [c for c, hgt in zip(comps, heights) if hgt < 0.45 * line_height]
+    groups: list[list[tuple[slice, slice, np.ndarray]]] = []
+    for piece in tall:  # strokes of one digit: overlapping columns, or a hairline gap and a digit's width together
+        x0, x1 = piece[1].start, piece[1].stop
+        if groups:
+            gx0, gx1 = min(p[1].start for p in groups[-1]), max(p[1].stop for p in groups[-1])
+            overlap = min(x1, gx1) - max(x0, gx0)
+            if overlap > 0.3 * min(x1 - x0, gx1 - gx0) or (-overlap < 0.06 * line_height and max(x1, gx1) - gx0 < 0.9 * line_height):
+                groups[-1].append(piece)
+                continue
+        groups.append([piece])
+    for piece in short:  # a detached bar or hook (the flag of a 5, the foot of a 1) joins the nearest digit
+        cx = (piece[1].start + piece[1].stop) / 2
+        dist = [max(min(p[1].start for p in g) - cx, cx - max(p[1].stop for p in g), 0) for g in groups]
+        if groups and min(dist) < 0.3 * line_height:
+            groups[int(np.argmin(dist))].append(piece)
+    if not groups:
+        raise DigitlabError("no digits found in the image")
+    digits: list[Digit] = []
+    for group in groups:
+        y0 = min(p[0].start for p in group)
+        y1 = max(p[0].stop for p in group)
+        x0 = min(p[1].start for p in group)
+        x1 = max(p[1].stop for p in group)
+        region = np.zeros((y1 - y0, x1 - x0), bool)
+        for sy, sx, m in group:
+            region[sy.start - y0:sy.stop - y0, sx.start - x0:sx.stop - x0] |= m
+        for part, dx in _split_touching(region, line_height):
+            if part.any():
+                digits.append(Digit(to_mnist(part, size), _box(part, cleaned.scale, (y0, x0 + dx))))
+    return digits
+
+
+def _split_touching(region: np.ndarray, line_height: float) -> list[tuple[np.ndarray, int]]:
+    """Split a piece into n digits when it is much wider than a digit (~0.7 of the line height) would be,
+    cutting at the column with the least ink near each expected boundary."""
+    h, w = region.shape
+    n = int(round(w / (0.8 * max(h, 0.8 * line_height))))
+    if w < 1.3 * max(h, 0.8 * line_height) or n < 2:
+        return [(region, 0)]
+    profile = region.sum(0).astype(np.float32)
+    cuts = [0]
+    for k in range(1, n):
+        centre = int(k * w / n)
+        lo, hi = max(cuts[-1] + 1, centre - w // (3 * n)), min(w - 1, centre + w // (3 * n))
+        if hi <= lo:
+            continue
+        cuts.append(lo + int(np.argmin(profile[lo:hi])))
+    cuts.append(w)
+    parts = []
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        part = np.zeros_like(region)
+        part[:, a:b] = region[:, a:b]
+        parts.append((part, 0))
+    return parts
+
+
+def resize_plain(source, channels: int, size: int) -> np.ndarray:
+    """For colour and non-digit models: convert, resize to the model's input, (C, H, W) float in [0, 1]."""
+    im = source if isinstance(source, Image.Image) else open_image(source)
+    try:
+        im = ImageOps.exif_transpose(im).convert("RGB" if channels == 3 else "L")
+    except (OSError, ValueError) as e:
+        raise DigitlabError(f"cannot decode the image ({e}); is the file complete?") from None
+    arr = np.asarray(ImageOps.fit(im, (size, size), Image.Resampling.BILINEAR), dtype=np.float32) / 255.0
+    return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
+
+
+def naive_28x28(source, size: int = 28) -> np.ndarray:
+    """What the classic tutorials do with a photo: grayscale and squash it to 28x28. Kept as the baseline."""
+    im = source if isinstance(source, Image.Image) else open_image(source)
+    return np.asarray(im.convert("L").resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)[None] / 255.0

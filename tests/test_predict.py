@@ -1,0 +1,178 @@
+"""Reading photos: MNIST-style preprocessing, number segmentation, the predict CLI and ONNX export."""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import digitlab
+from benchmarks.photo_digits import make_photos, single_photo
+from conftest import REAL_DATA, assert_user_error, run_cli
+from digitlab.errors import DigitlabError
+from digitlab.predict.preprocess import MAX_PIXELS, digit_to_mnist, naive_28x28, open_image, segment_digits
+
+
+def _stroke_digit(kind: str, size: int = 200) -> np.ndarray:
+    """A clean synthetic ink mask (True = ink) of a '1' or a '0', drawn with a given pen width."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    if kind == "1":
+        return (abs(xx - size // 2) < size // 30) & (abs(yy - size // 2) < size * 0.4)
+    r = np.hypot((yy - size / 2) / 0.8, (xx - size / 2) / 0.55)
+    return (r > size * 0.32) & (r < size * 0.38)
+
+
+def _photo(mask: np.ndarray, paper: int = 220, ink: int = 40) -> bytes:
+    img = np.where(mask, ink, paper).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_digit_is_boxed_and_centred_like_mnist():
+    digit = digit_to_mnist(_photo(_stroke_digit("0")))
+    img = digit.image
+    assert img.shape == (28, 28) and 0 <= img.min() and img.max() <= 1
+    ys, xs = np.nonzero(img > 0.1)
+    assert max(np.ptp(ys), np.ptp(xs)) + 1 in (20, 21, 22)  # longer side scaled to the 20 px box (+ anti-aliasing)
+    cy, cx = np.average(np.mgrid[0:28, 0:28].reshape(2, -1), axis=1, weights=img.ravel())
+    assert abs(cy - 14) < 1 and abs(cx - 14) < 1  # centred by mass
+    assert img[14, 14] < 0.1  # the hole of the 0 stays open: ink is bright, paper dark
+
+
+def test_polarity_and_lighting_do_not_change_the_result():
+    mask = _stroke_digit("0")
+    dark_on_light = digit_to_mnist(_photo(mask)).image
+    light_on_dark = digit_to_mnist(_photo(mask, paper=30, ink=230)).image
+    yy = np.mgrid[0:200, 0:200][1]
+    shaded = np.where(mask, 40, 240 - yy * 0.5).astype(np.uint8)  # paper goes from light to mid-gray
+    buf = io.BytesIO()
+    Image.fromarray(shaded).save(buf, "PNG")
+    shaded_result = digit_to_mnist(buf.getvalue()).image
+    assert np.abs(dark_on_light - light_on_dark).mean() < 0.02
+    assert np.abs(dark_on_light - shaded_result).mean() < 0.05
+
+
+def test_thin_pen_strokes_survive_the_downscale():
+    big = np.zeros((1200, 1200), bool)
+    big[300:900, 598:602] = True  # a 4 px line on a 1200 px photo: 0.1 px after a plain resize to 28
+    img = digit_to_mnist(_photo(big)).image
+    assert img.max() > 0.95  # the stroke is solid ink in the 28x28, not a faint trace
+    assert (img > 0.5).sum() >= 40  # and about as wide as an MNIST stroke (20 px tall x >= 2 px)
+
+
+def test_blank_image_and_non_images_are_refused(tmp_path):
+    with pytest.raises(DigitlabError, match="no writing"):
+        digit_to_mnist(_photo(np.zeros((100, 100), bool)))
+    with pytest.raises(DigitlabError, match="not an image"):
+        open_image(b"this is text, not a PNG")
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (8000, 6000)).save(bomb)  # 48 MP in a few KB
+    assert 8000 * 6000 > MAX_PIXELS
+    with pytest.raises(DigitlabError, match="over the limit"):
+        open_image(bomb)
+
+
+def test_segmentation_merges_broken_strokes_and_splits_touching_digits():
+    one = _stroke_digit("1", 100)
+    zero = _stroke_digit("0", 100)
+    line = np.zeros((140, 520), bool)
+    line[20:120, 10:110] |= zero
+    line[20:120, 150:250] |= one
+    five_body = np.zeros((100, 100), bool)
+    five_body[45:90, 25:75] = _stroke_digit("0", 100)[45:90, 25:75]
+    line[20:120, 290:390] |= five_body
+    line[25:33, 320:385] = True  # a detached flag above it, as on a '5'
+    line[20:120, 400:480] |= zero[:, 10:90]  # and a 0 touching the next...
+    line[20:120, 440:520] |= zero[:, 10:90]  # ...0 (their rings overlap by 2 px)
+    digits = segment_digits(_photo(line))
+    xs = [d.box[0] for d in digits]
+    assert xs == sorted(xs)
+    assert len(digits) == 5, [d.box for d in digits]  # 0, 1, 5 (flag merged), and the touching pair split in two
+
+
+@pytest.fixture(scope="module")
+def mnist_model(tmp_path_factory):
+    if not REAL_DATA:
+        pytest.skip("DIGITLAB_DATA is not set")
+    out = tmp_path_factory.mktemp("runs") / "lenet5"
+    digitlab.train(model="lenet5", dataset="mnist", data_root=REAL_DATA, epochs=2, out=str(out), verbose=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def photos():
+    if not REAL_DATA:
+        pytest.skip("DIGITLAB_DATA is not set")
+    test = digitlab.load_dataset("mnist", root=REAL_DATA, val_split=0).test
+    return make_photos(test.images[:, 0].numpy(), test.labels.numpy(), 60, 16, seed=123)
+
+
+def test_photos_of_real_mnist_digits_are_read(mnist_model, photos):
+    """The measured goal in small: a 2-epoch lenet5 reads synthetic photos of MNIST test digits; the naive
+    'resize to 28x28' path does not (benchmarks/predict_photos.py measures the full set)."""
+    clf = digitlab.load(mnist_model)
+    singles, numbers = photos
+    ours = np.mean([clf.read(p.data).text == p.label for p in singles])
+    naive = np.mean(np.array(clf.predict(np.stack([naive_28x28(p.data) for p in singles])).names) == [p.label for p in singles])
+    whole = np.mean([clf.read(p.data, multi=True).text == p.label for p in numbers])
+    assert ours >= 0.9, ours
+    assert naive <= 0.4, naive
+    assert whole >= 0.6, whole  # 16 numbers of ~4 digits from a 2-epoch model; the naive path gets ~0
+
+
+def test_onnx_export_matches_torch_on_real_digits(mnist_model, real_root, tmp_path):
+    pytest.importorskip("onnxruntime")
+    result = run_cli("export", str(mnist_model), "--out", str(tmp_path / "m.onnx"))
+    assert result.returncode == 0, result.stderr
+    torch_clf = digitlab.load(mnist_model)
+    onnx_clf = digitlab.load(tmp_path / "m.onnx")
+    assert onnx_clf.classes == torch_clf.classes and onnx_clf.input_shape == torch_clf.input_shape
+    images = digitlab.load_dataset("mnist", root=str(real_root), val_split=0).test.images[:257]
+    for batch in (images[:1], images):  # the batch dimension is dynamic
+        a, b = torch_clf.predict(batch).probs, onnx_clf.predict(batch).probs
+        assert a.shape == b.shape and torch.allclose(a, b, atol=1e-4)
+    x = (images[:64].float() / 255 - torch_clf.mean) / torch_clf.std
+    with torch.inference_mode():
+        logits = torch_clf.model(x)
+    onnx_logits = onnx_clf.session.run(None, {"images": x.numpy()})[0]
+    assert np.abs(logits.numpy() - onnx_logits).max() < 1e-4
+
+
+def test_predict_cli(mnist_model, photos, tmp_path):
+    singles, numbers = photos
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i, p in enumerate(singles[:4]):
+        (folder / f"{i}.img").write_bytes(p.data)  # odd suffix: given as files they are still read
+    (folder / "notes.txt").write_text("not an image")
+    files = sorted(str(f) for f in folder.iterdir())
+    result = run_cli("predict", str(mnist_model), *files, "--json", "--save-preprocessed", str(tmp_path / "seen"))
+    assert result.returncode == 3, result.stderr  # some inputs failed, the rest were read
+    rows = json.loads(result.stdout)
+    assert [r["input"] for r in rows] == files
+    bad = [r for r in rows if "error" in r]
+    assert len(bad) == 1 and bad[0]["input"].endswith("notes.txt") and "not an image" in bad[0]["error"]
+    for row in rows:
+        if "error" not in row:
+            assert len(row["top_k"]) == 3 and abs(sum(p for _, p in row["top_k"]) - 1) < 0.2
+    assert len(list((tmp_path / "seen").glob("*.png"))) == 4
+    assert Image.open(next((tmp_path / "seen").glob("*.png"))).size == (28, 28)
+
+    number = tmp_path / "number.jpg"
+    number.write_bytes(numbers[0].data)
+    result = run_cli("predict", str(mnist_model), str(number), "--multi", "--csv")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "input,label,prob,top_k,error"
+    assert len(result.stdout.splitlines()[1].split(",")[1]) == len(numbers[0].label)
+
+
+def test_predict_cli_user_errors(mnist_model, tmp_path):
+    assert_user_error(run_cli("predict", str(tmp_path / "missing-run"), "x.png"), "missing-run")
+    assert_user_error(run_cli("predict", str(mnist_model), "x.png", "--backend", "onnx"), "digitlab export")
+    result = run_cli("predict", str(mnist_model), str(tmp_path / "nope.png"))
+    assert result.returncode == 3 and "nope.png: error: no such file" in result.stdout
