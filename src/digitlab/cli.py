@@ -227,6 +227,40 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from .serve.app import create_app
+    except ImportError:
+        raise DigitlabError("serving needs the serve extra: pip install 'digitlab[serve]'") from None
+    import torch
+
+    torch.set_num_threads(args.threads)  # one small image per request: more threads cost more than they give
+    app = create_app(args.models)
+    print(f"digitlab: serving {len(args.models)} model(s) at http://{args.host}:{args.port}/  (API docs at /docs)", flush=True)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    except OSError as e:
+        raise DigitlabError(f"cannot listen on {args.host}:{args.port} ({e.strerror}); try another --port") from None
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .predict import load
+    from .predict.inspect import inspect_image, write_inspection
+
+    clf = load(args.model)
+    result = inspect_image(clf, args.image)
+    written = write_inspection(result, Path(args.out))
+    top = result.probs.topk(min(3, len(result.classes)))
+    print("prediction: " + ", ".join(f"{result.classes[i]} {100 * p:.1f}%" for p, i in zip(top.values.tolist(), top.indices.tolist())))
+    for name, act in result.layers:
+        print(f"{name:24} {tuple(act.shape)}")
+    print(f"{len(written)} pictures in {args.out}")
+    return 0
+
+
 def cmd_data_list(args: argparse.Namespace) -> int:
     from .data import list_datasets
 
@@ -334,6 +368,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("onnx",), default="onnx")
     p.add_argument("--out", help="output file (default: beside the checkpoint, best.onnx)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("serve", help="web page to draw digits + REST API (FastAPI)")
+    p.add_argument("models", nargs="+", metavar="MODEL", help="run folders or checkpoints; the first is the default")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--threads", type=int, default=1, help="PyTorch CPU threads (default 1)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("inspect", help="feature maps of every conv layer and the first-layer filters, as PNGs")
+    p.add_argument("model", help="run folder or checkpoint")
+    p.add_argument("image", help="photo or scan of a digit")
+    p.add_argument("--out", default="inspect", help="folder for the pictures (default ./inspect)")
+    p.set_defaults(func=cmd_inspect)
 
     data = sub.add_parser("data", help="list datasets or show one").add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
     p = data.add_parser("list", help="the datasets digitlab knows")
