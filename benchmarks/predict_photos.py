@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import sys
 import time
 from pathlib import Path
@@ -74,7 +75,11 @@ def main() -> None:
 
     acc, nacc = float(np.mean(ours)), float(np.mean(naive_ok))
     macc, nmacc = float(np.mean(multi)), float(np.mean(naive_multi))
-    print(f"model: {args.run} ({clf.name}, MNIST test accuracy {clf.record.get('metrics', {}).get('test_acc', 'n/a')})")
+    try:
+        test_acc = f"{100 * json.loads((Path(args.run) / 'metrics.json').read_text())['test']['accuracy']:.2f}%"
+    except (OSError, ValueError, KeyError):
+        test_acc = "n/a"
+    print(f"model: {args.run} ({clf.name}, MNIST test accuracy {test_acc})")
     print("| photos | digitlab predict | naive resize to 28x28 |")
     print("|---|---|---|")
     print(f"| single digits ({len(singles)}) | {100 * acc:.1f}% | {100 * nacc:.1f}% |")

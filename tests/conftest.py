@@ -72,6 +72,18 @@ def real_root() -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def mnist_model(tmp_path_factory) -> Path:
+    """A lenet5 trained for 2 epochs on real MNIST (~98%), shared by the predict, export and browser tests."""
+    if not REAL_DATA:
+        pytest.skip("DIGITLAB_DATA is not set (the README's test command sets it to ../shared/data)")
+    import digitlab
+
+    out = tmp_path_factory.mktemp("runs") / "lenet5"
+    digitlab.train(model="lenet5", dataset="mnist", data_root=REAL_DATA, epochs=2, out=str(out), verbose=False)
+    return out
+
+
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path_factory, monkeypatch):
     """Never touch the user's download cache or the network from tests."""

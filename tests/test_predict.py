@@ -96,15 +96,6 @@ def test_segmentation_merges_broken_strokes_and_splits_touching_digits():
 
 
 @pytest.fixture(scope="module")
-def mnist_model(tmp_path_factory):
-    if not REAL_DATA:
-        pytest.skip("DIGITLAB_DATA is not set")
-    out = tmp_path_factory.mktemp("runs") / "lenet5"
-    digitlab.train(model="lenet5", dataset="mnist", data_root=REAL_DATA, epochs=2, out=str(out), verbose=False)
-    return out
-
-
-@pytest.fixture(scope="module")
 def photos():
     if not REAL_DATA:
         pytest.skip("DIGITLAB_DATA is not set")
