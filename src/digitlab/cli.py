@@ -237,10 +237,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import torch
 
     torch.set_num_threads(args.threads)  # one small image per request: more threads cost more than they give
-    app = create_app(args.models)
+    app = create_app(args.models)  # load every model here first, so a bad path is one clear error, not N worker crashes
+    if args.workers > 1:  # worker processes build their own app from the environment
+        os.environ["DIGITLAB_SERVE_MODELS"] = json.dumps([str(Path(m).resolve()) for m in args.models])
+        os.environ["DIGITLAB_SERVE_THREADS"] = str(args.threads)
+        app = "digitlab.serve.app:app_from_env"
     print(f"digitlab: serving {len(args.models)} model(s) at http://{args.host}:{args.port}/  (API docs at /docs)", flush=True)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", workers=args.workers, factory=args.workers > 1)
     except OSError as e:
         raise DigitlabError(f"cannot listen on {args.host}:{args.port} ({e.strerror}); try another --port") from None
     return 0
@@ -373,7 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("models", nargs="+", metavar="MODEL", help="run folders or checkpoints; the first is the default")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--threads", type=int, default=1, help="PyTorch CPU threads (default 1)")
+    p.add_argument("--threads", type=int, default=1, help="PyTorch CPU threads per worker (default 1)")
+    p.add_argument("--workers", type=int, default=1, help="server processes (e.g. one per CPU core)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("inspect", help="feature maps of every conv layer and the first-layer filters, as PNGs")

@@ -122,7 +122,7 @@ class Classifier:
         else:
             images, boxes = self.prepare(source)[None], [None]
         pred = self.predict(images)
-        parts = [ReadDigit(name, float(pred.probs[i, pred.labels[i]]), top, boxes[i], images[i])
+        parts = [ReadDigit(name, float(pred.probs[i, pred.labels[i]]), top, boxes[i], images[i], pred.probs[i].tolist())
                  for i, (name, top) in enumerate(zip(pred.names, pred.top_k(top_k)))]
         return Reading("".join(p.label for p in parts), parts)
 
@@ -156,6 +156,7 @@ class ReadDigit:
     top_k: list[tuple[str, float]]
     box: tuple[int, int, int, int] | None  # x0, y0, x1, y1 in the photo (multi only)
     image: np.ndarray  # (C, H, W) float 0-1: what the model saw
+    probs: list[float]  # every class's probability
 
     def to_dict(self) -> dict[str, Any]:
         return {"label": self.label, "prob": round(self.prob, 6), "top_k": [[n, p] for n, p in self.top_k],

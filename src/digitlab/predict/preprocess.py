@@ -116,7 +116,9 @@ def ink_map(gray: np.ndarray) -> np.ndarray:
     thumb = np.asarray(Image.fromarray(gray).resize(thumb_size, Image.Resampling.BOX)) if f > 1 else gray
     win = max(3, max(thumb.shape) // 3)
 
-    def background(q: float) -> np.ndarray:
+    def background(q: float) -> np.ndarray | float:
+        if max(gray.shape) <= 64:  # a small, tightly cropped image (MNIST-sized, an icon): lighting is uniform
+            return float(np.percentile(gray, q))
         bg = ndi.percentile_filter(thumb, q, size=win, mode="nearest")
         bg = ndi.uniform_filter(bg, size=max(3, win // 2), mode="nearest")
         return np.asarray(Image.fromarray(bg.astype(np.float32)).resize(gray.shape[::-1], Image.Resampling.BILINEAR))

@@ -158,7 +158,7 @@ def create_app(models: list[str | Path] | dict[str, Classifier], max_body: int =
 
     @app.post("/api/predict", openapi_extra=BODY_DOC)
     async def predict(request: Request, model: str | None = Query(None, description="model name (default: the first)"),
-                      multi: bool = Query(False, description="read a whole number written on one line")) -> dict[str, Any]:
+                      multi: bool = Query(False, description="read a whole number written on one line")) -> JSONResponse:
         name, clf = pick(model)
         kind, data = await read_input(request)
         t0 = time.perf_counter()
@@ -175,14 +175,14 @@ def create_app(models: list[str | Path] | dict[str, Classifier], max_body: int =
                 reading = clf.read(data, multi=multi)
                 text = reading.text
                 digits = [{**d.to_dict(), "image": _png_b64(d.image)} for d in reading.digits]
-                all_probs = clf.predict(reading.digits[0].image[None]).probs[0] if not multi else None
+                all_probs = reading.digits[0].probs if not multi else None
         except DigitlabError as e:
             raise BadRequest(422, str(e).removeprefix("upload: ")) from None
         result = {"model": name, "label": text, "prob": float(np.prod([d["prob"] for d in digits])), "digits": digits,
                   "preprocessed": digits[0]["image"], "timing_ms": round(1000 * (time.perf_counter() - t0), 3)}
         if all_probs is not None:
             result["probs"] = {c: round(float(p), 6) for c, p in zip(clf.classes, all_probs)}
-        return result
+        return JSONResponse(result)  # plain dicts of str/float: skip FastAPI's generic encoder
 
     @app.post("/api/inspect", openapi_extra=BODY_DOC)
     async def inspect(request: Request, model: str | None = Query(None, description="model name (default: the first)"),
@@ -208,3 +208,13 @@ def create_app(models: list[str | Path] | dict[str, Classifier], max_body: int =
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for `uvicorn --factory` worker processes: the model paths come in $DIGITLAB_SERVE_MODELS (JSON)."""
+    import os
+
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("DIGITLAB_SERVE_THREADS", "1")))
+    return create_app(json.loads(os.environ["DIGITLAB_SERVE_MODELS"]))
