@@ -167,3 +167,18 @@ def test_predict_cli_user_errors(mnist_model, tmp_path):
     assert_user_error(run_cli("predict", str(mnist_model), "x.png", "--backend", "onnx"), "digitlab export")
     result = run_cli("predict", str(mnist_model), str(tmp_path / "nope.png"))
     assert result.returncode == 3 and "nope.png: error: no such file" in result.stdout
+
+
+def test_inspect_cli_writes_feature_maps(mnist_model, photos, tmp_path):
+    image = tmp_path / "digit.jpg"
+    image.write_bytes(photos[0][0].data)
+    result = run_cli("inspect", str(mnist_model), str(image), "--out", str(tmp_path / "look"))
+    assert result.returncode == 0, result.stderr
+    names = sorted(p.name for p in (tmp_path / "look").iterdir())
+    assert names == ["filters.png", "input.png", "layer1-features_0.png", "layer2-features_3.png"]
+    assert Image.open(tmp_path / "look" / "layer1-features_0.png").size[0] > 100  # a grid of 6 maps, scaled up
+    assert result.stdout.startswith("prediction: ")
+
+
+def test_serve_cli_user_errors(tmp_path):
+    assert_user_error(run_cli("serve", str(tmp_path / "no-run")), "no-run")
