@@ -36,6 +36,7 @@ def _train_parser(sub) -> None:
     p.add_argument("--ema", type=float, help="EMA decay for the weights, e.g. 0.995 (0 = off)")
     p.add_argument("--val-split", type=float, help="fraction of train held out for validation (default 0.1)")
     p.add_argument("--early-stop", type=int, metavar="PATIENCE")
+    p.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop before an epoch that would overrun this training time")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto, cpu, cuda or mps")
     p.add_argument("--threads", type=int, help="CPU threads (default: PyTorch's choice)")
@@ -265,6 +266,16 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .train.compare import compare
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    options = {k: getattr(args, k) for k in ("augment", "batch_size", "val_split", "threads", "device") if getattr(args, k) is not None}
+    results = compare(models, dataset=args.dataset or "mnist", epochs=args.epochs, budget_seconds=args.budget_seconds,
+                      seeds=args.seeds, out=args.out, data_root=args.data_root, **options)
+    return 0 if any(r.error is None for r in results) else 1
+
+
 def cmd_data_list(args: argparse.Namespace) -> int:
     from .data import list_datasets
 
@@ -352,6 +363,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for the pictures and eval.json (default: beside the checkpoint)")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("compare", help="train several models the same way and compare them (table, charts, report.html)",
+                       description="Train each model (and seed) with the same data, split and budget; write compare.md/csv/json, "
+                       "charts and a self-contained report.html. Re-running the same command reuses finished runs and resumes "
+                       "an unfinished one.")
+    p.add_argument("--models", required=True, help="comma-separated model names, e.g. mlp,lenet5,cnn")
+    _add_data_args(p)
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--epochs", type=int, help="the same number of epochs for every model (default: each model's own)")
+    budget.add_argument("--budget-seconds", type=float, help="the same wall-clock training budget for every model")
+    p.add_argument("--seeds", type=int, default=1, help="runs per model; the table shows mean +- std")
+    p.add_argument("--out", help="comparison folder (default runs/compare-DATASET-MODELS)")
+    p.add_argument("--augment", help="none, light or strong (default: each model's own)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--val-split", type=float)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--device")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("predict", help="read digits on photos or scans (MNIST-style preprocessing)",
                        description="Predict on image files. Digit models get the photo cleaned up the way MNIST was made "

@@ -44,6 +44,7 @@ class TrainConfig:
     ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off
     val_split: float = 0.1
     early_stop: int = 0  # patience in epochs; 0 = off
+    time_budget: float = 0.0  # seconds of training; stop before an epoch that would overrun it; 0 = off
     seed: int = 0
     device: str = "auto"
     threads: int = 0  # 0: PyTorch's default

@@ -270,6 +270,9 @@ def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None
             if cfg.early_stop and bad_epochs >= cfg.early_stop:
                 say(f"early stop: validation accuracy has not improved for {cfg.early_stop} epochs (best: epoch {best['epoch']})")
                 break
+            if cfg.time_budget and entry["elapsed"] + entry["seconds"] > cfg.time_budget and epoch < cfg.epochs:
+                say(f"time budget: {entry['elapsed']:.0f} s used of {cfg.time_budget:.0f} s; another epoch would overrun it")
+                break
     except KeyboardInterrupt:
         if rank == 0:
             print(f"\ninterrupted during epoch {epoch}; checkpoints up to epoch {epoch - 1} are in {run_dir}. "
