@@ -153,3 +153,18 @@ def test_resume_refuses_changed_data_and_existing_run_needs_resume(tmp_path):
 def test_real_mnist_one_epoch(real_root, tmp_path):
     run = digitlab.train(model="lenet5", dataset="mnist", data_root=str(real_root), epochs=1, augment="none", out=str(tmp_path / "r"), verbose=False)
     assert run.test_accuracy >= 0.95  # a broken pipeline (e.g. misaligned labels) scores ~10%
+
+
+def test_tensorboard_log_has_scalars_histograms_images_and_graph(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = digitlab.train(**{**FAST, "epochs": 2}, tensorboard=True, out=str(tmp_path / "tb"))
+    events = EventAccumulator(str(run.dir / "tensorboard"), size_guidance={"histograms": 0, "images": 0, "scalars": 0})
+    events.Reload()
+    tags = events.Tags()
+    assert {"loss/train_loss", "loss/val_loss", "acc/train_acc", "acc/val_acc", "lr"} <= set(tags["scalars"])
+    assert [e.step for e in events.Scalars("acc/val_acc")] == [1, 2]
+    assert events.Scalars("acc/val_acc")[-1].value == pytest.approx(run.history[-1]["val_acc"])
+    assert any(t.startswith("weights/") for t in tags["histograms"]) and any(t.startswith("grads/") for t in tags["histograms"])
+    assert "samples" in tags["images"] and tags["graph"]
