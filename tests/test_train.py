@@ -163,7 +163,7 @@ def test_tensorboard_log_has_scalars_histograms_images_and_graph(tmp_path):
     events = EventAccumulator(str(run.dir / "tensorboard"), size_guidance={"histograms": 0, "images": 0, "scalars": 0})
     events.Reload()
     tags = events.Tags()
-    assert {"loss/train_loss", "loss/val_loss", "acc/train_acc", "acc/val_acc", "lr"} <= set(tags["scalars"])
+    assert {"loss/train_loss", "loss/val_loss", "acc/train_acc", "acc/val_acc", "lr/lr"} <= set(tags["scalars"])
     assert [e.step for e in events.Scalars("acc/val_acc")] == [1, 2]
     assert events.Scalars("acc/val_acc")[-1].value == pytest.approx(run.history[-1]["val_acc"])
     assert any(t.startswith("weights/") for t in tags["histograms"]) and any(t.startswith("grads/") for t in tags["histograms"])

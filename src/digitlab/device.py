@@ -1,4 +1,4 @@
-"""Pick the device and its fast settings: CUDA gets bf16 autocast and channels_last, CPU runs fp32."""
+"""Pick the device and its fast settings: CUDA gets bf16 autocast; CUDA and CPU get channels_last, CPU runs fp32."""
 from __future__ import annotations
 
 import contextlib
@@ -34,4 +34,6 @@ def autocast(device: torch.device):
 
 
 def memory_format(device: torch.device) -> torch.memory_format:
-    return torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    """channels_last: cuDNN's tensor-core layout, and oneDNN's fast layout on CPU (measured here: conv nets train
+    1.4-1.8x and infer 1.2-2x faster than in the default layout on 2 cores; see README)."""
+    return torch.channels_last if device.type in ("cuda", "cpu") else torch.contiguous_format

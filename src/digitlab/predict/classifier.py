@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..data import ImageData, normalize
-from ..device import pick_device
+from ..device import memory_format, pick_device
 from ..errors import DigitlabError
 
 
@@ -34,7 +34,8 @@ class Classifier:
     def __init__(self, model: torch.nn.Module | None, record: dict[str, Any], device: str | torch.device = "cpu",
                  session: Any = None):
         self.device = pick_device(device) if isinstance(device, str) else device
-        self.model = model.to(self.device).eval() if model is not None else None
+        self.format = memory_format(self.device)
+        self.model = model.to(self.device, memory_format=self.format).eval() if model is not None else None
         self.session = session  # an onnxruntime.InferenceSession when the backend is ONNX
         self.record = record
         self.classes: list[str] = record["classes"]
@@ -69,7 +70,7 @@ class Classifier:
             if self.session is not None:
                 logits = torch.from_numpy(self.session.run(None, {"images": chunk.cpu().numpy()})[0])
             else:
-                logits = self.model(chunk)
+                logits = self.model(chunk.contiguous(memory_format=self.format))
             out.append(logits.float().softmax(1).cpu())
         return torch.cat(out)
 
