@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -31,8 +32,9 @@ def main() -> None:
     print(f"{torch.get_num_threads()} CPU threads")
     rows = []
     for name in args.models.split(","):
-        run = digitlab.train(model=name, dataset="mnist", epochs=2, augment="none", val_split=0.0, schedule="none",
-                             optimizer="adam", lr=1e-3, batch_size=128, out=f"bench-results/overhead-{name}", verbose=False)
+        with tempfile.TemporaryDirectory() as tmp:
+            run = digitlab.train(model=name, dataset="mnist", epochs=2, augment="none", val_split=0.0, schedule="none",
+                                 optimizer="adam", lr=1e-3, batch_size=128, out=f"{tmp}/run", verbose=False)
         ours = run.history[1]["seconds"]
         base = {}
         for workers in (int(w) for w in args.workers.split(",")):

@@ -41,29 +41,27 @@ def main() -> None:
     print(f"made {len(singles)} single-digit and {len(numbers)} number photos in {time.perf_counter() - t0:.0f} s")
 
     t0 = time.perf_counter()
-    ours, errors = [], []
-    for p in singles:
-        try:
-            text = clf.read(p.data).text
-        except DigitlabError as e:
-            text = f"error: {e}"
-        ours.append(text == p.label)
-        if text != p.label:
-            errors.append(f"  {p.label} read as {text}  ({p.kind})")
+    errors: list[str] = []
+
+    def score(photos, multi: bool) -> list[bool]:
+        ok = []
+        for p in photos:
+            try:
+                text = clf.read(p.data, multi=multi).text
+            except DigitlabError as e:
+                text = f"error: {e}"
+            ok.append(text == p.label)
+            if text != p.label:
+                errors.append(f"  {p.label} read as {text}  ({p.kind})")
+        return ok
+
+    ours = score(singles, multi=False)
     t_single = time.perf_counter() - t0
     naive = clf.predict(np.stack([naive_28x28(p.data) for p in singles])).names
     naive_ok = [n == p.label for n, p in zip(naive, singles)]
 
     t0 = time.perf_counter()
-    multi = []
-    for p in numbers:
-        try:
-            text = clf.read(p.data, multi=True).text
-        except DigitlabError as e:
-            text = f"error: {e}"
-        multi.append(text == p.label)
-        if text != p.label:
-            errors.append(f"  {p.label} read as {text}  ({p.kind})")
+    multi = score(numbers, multi=True)
     t_multi = time.perf_counter() - t0
     naive_multi = []
     for p in numbers:  # the naive path for a number: split the line into equal slices, one per digit

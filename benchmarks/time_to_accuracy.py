@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def main() -> None:
     ap.add_argument("--skip-baseline", action="store_true")
     ap.add_argument("--baseline-epochs", type=int, default=14)
     ap.add_argument("--baseline-max-seconds", type=float, default=1800)
-    ap.add_argument("--out", default="bench-results/time-to-accuracy")
+    ap.add_argument("--out", help="run folder for digitlab's run (default: a new temporary folder)")
     args = ap.parse_args()
     if not os.environ.get("DIGITLAB_DATA"):
         raise SystemExit("set DIGITLAB_DATA to the folder holding mnist/ (e.g. ../shared/data)")
@@ -61,7 +62,8 @@ def main() -> None:
         except json.JSONDecodeError:
             overrides[key] = value
     print(f"recipe fast = {RECIPES['fast']} + {overrides}; {torch.get_num_threads()} CPU threads")
-    ours = run_digitlab(overrides, args.out)
+    with tempfile.TemporaryDirectory() as tmp:
+        ours = run_digitlab(overrides, args.out or f"{tmp}/run")
     base = None
     if not args.skip_baseline:
         print("baseline: PyTorch MNIST example (DataLoader + ToTensor + Normalize, Adadelta 1.0, StepLR 0.7, batch 64)")

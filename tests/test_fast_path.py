@@ -17,7 +17,7 @@ def _encoded(n: int = 500, channels: int = 1) -> ImageData:
     return ImageData(x, torch.from_numpy(labels), [str(i) for i in range(10)])
 
 
-@pytest.mark.parametrize("policy", ["none", "light", "strong"])
+@pytest.mark.parametrize("policy", ["none", "light", "strong", "flip"])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_augmentation_keeps_labels_aligned(policy, channels):
     data = _encoded(channels=channels)

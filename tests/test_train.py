@@ -168,3 +168,14 @@ def test_tensorboard_log_has_scalars_histograms_images_and_graph(tmp_path):
     assert events.Scalars("acc/val_acc")[-1].value == pytest.approx(run.history[-1]["val_acc"])
     assert any(t.startswith("weights/") for t in tags["histograms"]) and any(t.startswith("grads/") for t in tags["histograms"])
     assert "samples" in tags["images"] and tags["graph"]
+
+
+def test_defaults_layer_dataset_then_model_then_recipe_then_flags():
+    from digitlab.train.config import resolve_config
+
+    assert resolve_config({"model": "cnn", "dataset": "fashion-mnist"}).augment == "none"
+    assert resolve_config({"model": "cnn", "dataset": "mnist"}).augment == "light"
+    assert resolve_config({"model": "cnn", "dataset": "fashion-mnist", "augment": "flip"}).augment == "flip"
+    fast = resolve_config({"recipe": "fast"})
+    assert fast.model == "fastcnn" and fast.model_args == {"width": 16}
+    assert resolve_config({"recipe": "fast", "model": "lenet5"}).model_args == {}  # width belongs to fastcnn

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from ..errors import DigitlabError
 from .core import ImageData
 
-AUGMENT_CHOICES = ("none", "light", "strong")
+AUGMENT_CHOICES = ("none", "light", "strong", "flip")
 
 
 def epoch_order(n: int, generator: torch.Generator | None, rank: int = 0, world: int = 1) -> torch.Tensor:
@@ -86,14 +86,17 @@ def random_crop_flip(x: torch.Tensor, generator: torch.Generator | None, pad: in
 def augment(images: torch.Tensor, policy: str, generator: torch.Generator | None) -> torch.Tensor:
     """uint8 batch -> float batch in [0, 1], augmented as one tensor.
 
-    Grayscale data (digits, letters, clothing) gets small affine warps and no flips, since a
-    flipped 2 is not a 2; colour photos get the CIFAR/cats-vs-dogs recipe of crop + flip.
+    Grayscale data (digits, letters) gets small affine warps and no flips, since a flipped 2 is not
+    a 2; colour photos get the CIFAR/cats-vs-dogs recipe of crop + flip; `flip` is crop + flip for
+    any image (a mirrored shoe is still a shoe).
     """
     if policy not in AUGMENT_CHOICES:
         raise DigitlabError(f"unknown augmentation '{policy}'; choose one of: {', '.join(AUGMENT_CHOICES)}")
     x = images.float().div_(255.0)
     if policy == "none":
         return x
+    if policy == "flip":  # objects that are left-right symmetric in kind (clothing): shift by up to 2 px + mirror
+        return random_crop_flip(x, generator, 2, flip=True)
     if images.shape[1] == 1:
         if policy == "light":
             return random_affine(x, generator, degrees=10, shift=0.08, scale=0.1, shear=8)

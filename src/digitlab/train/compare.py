@@ -201,27 +201,20 @@ def plot_charts(out: Path, results: list[ModelResult]) -> list[Path]:
 
     histories = {r.model: [json.loads(line) for line in (r.runs[0] / "metrics.jsonl").read_text().splitlines() if line.strip()]
                  for r in results}
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for i, (name, hist) in enumerate(histories.items()):
-        xs = [e["elapsed"] for e in hist]
-        ys = [100 * (e.get("test_acc") or e["val_acc"] or 0) for e in hist]
-        ax.plot(xs, ys, "o-", color=colors[i % len(colors)], label=name)
-    ax.set_xlabel("training time (s, wall clock)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title("Accuracy vs training time (seed 0)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    paths.append(_save(fig, out / "accuracy_vs_time.png"))
-
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for i, (name, hist) in enumerate(histories.items()):
-        ax.plot([e["epoch"] for e in hist], [100 * (e["val_acc"] or 0) for e in hist], "o-", color=colors[i % len(colors)], label=name)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation accuracy (%)")
-    ax.set_title("Validation curves (seed 0)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    paths.append(_save(fig, out / "val_curves.png"))
+    curves = [  # file, x, y, axis labels, title
+        ("accuracy_vs_time.png", lambda e: e["elapsed"], lambda e: e.get("test_acc") or e["val_acc"] or 0,
+         "training time (s, wall clock)", "test accuracy (%)", "Accuracy vs training time (seed 0)"),
+        ("val_curves.png", lambda e: e["epoch"], lambda e: e["val_acc"] or 0, "epoch", "validation accuracy (%)",
+         "Validation curves (seed 0)"),
+    ]
+    for filename, x, y, xlabel, ylabel, title in curves:
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+        for i, (name, hist) in enumerate(histories.items()):
+            ax.plot([x(e) for e in hist], [100 * y(e) for e in hist], "o-", color=colors[i % len(colors)], label=name)
+        ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        paths.append(_save(fig, out / filename))
 
     classes = results[0].classes or []
     grid = np.array([[100 * v for v in (r.per_class_recall or [])] for r in results])
