@@ -25,18 +25,31 @@ from PIL import Image
 from digitlab import load_dataset
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process and its children (the uvicorn workers), in MB."""
-    total = 0.0
-    pids = [pid]
+def _family(pid: int) -> list[int]:
+    """A process and its children (the uvicorn workers)."""
     try:
-        pids += [int(p) for p in open(f"/proc/{pid}/task/{pid}/children").read().split()]
+        return [pid] + [int(p) for p in open(f"/proc/{pid}/task/{pid}/children").read().split()]
     except OSError:
-        pass
-    for p in pids:
+        return [pid]
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children, in MB."""
+    total = 0.0
+    for p in _family(pid):
         with open(f"/proc/{p}/status") as f:
             total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
     return total
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its children so far."""
+    total = 0
+    for p in _family(pid):
+        with open(f"/proc/{p}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -75,10 +88,12 @@ def main() -> None:
         for png in pngs[:20]:  # warm up
             conn.request("POST", "/api/predict", body=png, headers={"Content-Type": "image/png"})
             conn.getresponse().read()
+        conn.close()
         rss_before = rss_mb(server.pid)
 
         latencies: list[float] = []
         errors = [0]
+        per_connection: list[float] = []  # each client's p50: equal when the server shares connections out evenly
         lock = threading.Lock()
         stop = time.perf_counter() + args.seconds
 
@@ -101,25 +116,29 @@ def main() -> None:
                 i += args.clients
             with lock:
                 latencies.extend(mine)
+                per_connection.append(1000 * statistics.median(mine))
                 errors[0] += bad
 
         t0 = time.perf_counter()
+        cpu0, own0 = cpu_seconds(server.pid), time.process_time()
         threads = [threading.Thread(target=client, args=(k,)) for k in range(args.clients)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         wall = time.perf_counter() - t0
+        server_cpu, client_cpu = cpu_seconds(server.pid) - cpu0, time.process_time() - own0
         rss_after = rss_mb(server.pid)
     finally:
         server.terminate()
         server.wait(10)
     lat = np.array(latencies) * 1000
-    print(f"{args.clients} clients, {wall:.1f} s, {os.cpu_count()} CPU cores, {args.workers} server worker(s), torch threads 1 each")
-    print("| requests | req/s | p50 (ms) | p99 (ms) | errors | server RSS before -> after (MB) |")
-    print("|---|---|---|---|---|---|")
+    print(f"{args.clients} clients, {wall:.1f} s, {os.cpu_count()} CPU cores, {args.workers} server worker(s), torch threads 1 each; "
+          f"per-connection p50 {min(per_connection):.1f}-{max(per_connection):.1f} ms")
+    print("| requests | req/s | p50 (ms) | p99 (ms) | errors | server RSS before -> after (MB) | server CPU per request (ms) | clients' CPU per request (ms) |")
+    print("|---|---|---|---|---|---|---|---|")
     print(f"| {len(lat)} | {len(lat) / wall:.0f} | {statistics.median(lat):.1f} | {np.percentile(lat, 99):.1f} | {errors[0]} | "
-          f"{rss_before:.0f} -> {rss_after:.0f} |")
+          f"{rss_before:.0f} -> {rss_after:.0f} | {1000 * server_cpu / len(lat):.2f} | {1000 * client_cpu / len(lat):.2f} |")
 
 
 if __name__ == "__main__":

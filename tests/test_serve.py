@@ -7,13 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from digitlab.models import create_model  # noqa: E402
-from digitlab.serve.app import create_app  # noqa: E402
+from digitlab.predict import load  # noqa: E402
+from digitlab.serve.app import INLINE_BODY, Batcher, create_app  # noqa: E402
 from digitlab.train.checkpoint import save_model  # noqa: E402
 
 
@@ -51,7 +53,8 @@ def client():
 
 
 def test_health_models_docs_and_page(client):
-    assert client.get("/healthz").json() == {"status": "ok", "models": 2}
+    health = client.get("/healthz").json()
+    assert health["status"] == "ok" and health["models"] == 2 and health["pid"] > 0
     models = client.get("/api/models").json()
     assert [m["name"] for m in models] == ["lenet5", "mlp"] and models[0]["default"] is True
     assert models[0]["params"] == 61706 and models[0]["classes"] == [str(i) for i in range(10)]
@@ -125,6 +128,40 @@ def test_bad_requests_get_a_4xx_json_error(client, request_args, status, fragmen
     assert fragment in (detail if isinstance(detail, str) else str(detail))
 
 
+def test_big_photo_is_read_off_the_event_loop(client):
+    rng = np.random.default_rng(0)
+    photo = np.clip(drawn_digit(900).astype(np.int16) + rng.integers(-20, 20, (900, 900)), 0, 255)  # grain: no compression
+    data = png(photo)
+    assert len(data) > INLINE_BODY
+    body = client.post("/api/predict", content=data, headers={"content-type": "image/png"}).json()
+    small = client.post("/api/predict", content=png(drawn_digit()), headers={"content-type": "image/png"}).json()
+    seen = [np.asarray(Image.open(io.BytesIO(__import__("base64").b64decode(b["preprocessed"]))), np.float32) for b in (body, small)]
+    assert np.abs(seen[0] - seen[1]).mean() < 10  # the same '1' under the grain (the model here is untrained)
+
+
+def test_batcher_runs_concurrent_requests_as_one_forward_pass():
+    import asyncio
+
+    clf = load(MODELS[0])
+    calls = []
+    clf.model.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    images = [np.random.default_rng(k).random((n, 1, 28, 28), dtype=np.float32) for k, n in enumerate([1, 3, 1, 2])]
+    alone = [clf.predict(x).probs for x in images]
+    calls.clear()
+    batcher = Batcher(clf)
+
+    async def together():
+        return await asyncio.gather(*(batcher.probs(x) for x in images))
+
+    shared = asyncio.run(together())
+    assert calls == [7]  # one forward pass for the four requests
+    for a, b in zip(alone, shared):
+        assert a.shape == b.shape and torch.allclose(a, b, atol=1e-5)
+    calls.clear()
+    asyncio.run(together())
+    assert calls == [7] and not batcher.pending
+
+
 def test_huge_image_is_refused(client):
     buf = io.BytesIO()
     Image.new("1", (9000, 6000), 1).save(buf, "PNG")  # 54 MP that compresses to a few KB
@@ -144,3 +181,53 @@ def test_fuzz_api_never_answers_5xx(case):
     """Schemathesis generates requests from the OpenAPI schema (bodies, query strings, content types)."""
     response = case.call()
     assert response.status_code < 500, (case.path, case.query, response.text[:300])
+
+
+def test_serve_workers_share_keepalive_connections_evenly():
+    """`digitlab serve --workers 2`: four keep-alive connections land two per worker process (uvicorn's own workers
+    accept greedily and can put them 3:1 or 4:0), and stopping the server stops its workers."""
+    import http.client
+    import json
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "digitlab", "serve", str(MODELS[0]), "--port", str(port), "--workers", "2"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                probe = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                probe.request("GET", "/healthz")
+                assert probe.getresponse().status == 200
+                probe.close()
+                break
+            except OSError:
+                assert server.poll() is None and time.time() < deadline, server.stderr.read() if server.poll() is not None else "timeout"
+                time.sleep(0.3)
+        time.sleep(0.3)  # the probe's close reaches the parent
+        connections = [http.client.HTTPConnection("127.0.0.1", port, timeout=30) for _ in range(4)]
+        pids = []
+        for _ in range(3):  # keep-alive: each connection stays with its worker
+            for c in connections:
+                c.request("GET", "/healthz")
+                pids.append(json.loads(c.getresponse().read())["pid"])
+        per_connection = pids[:4]
+        assert pids == per_connection * 3
+        assert sorted(per_connection.count(p) for p in set(per_connection)) == [2, 2]
+        image = png(drawn_digit())
+        connections[0].request("POST", "/api/predict", body=image, headers={"Content-Type": "image/png"})
+        assert json.loads(connections[0].getresponse().read())["label"] in [str(i) for i in range(10)]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(20)
+    time.sleep(1)
+    for pid in set(per_connection):
+        assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z", f"worker {pid} still running"

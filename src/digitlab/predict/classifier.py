@@ -92,11 +92,14 @@ class Classifier:
             raise DigitlabError("images contain NaN or infinite values")
         return x.div(255.0) if x.max() > 1.5 else x.clone()  # a copy: normalising must not touch the caller's array
 
-    @torch.inference_mode()
     def predict(self, images: Any) -> Prediction:
         """Class indices and probabilities for one image or a batch."""
-        x = normalize(self._as_batch(images).to(self.device), self.mean, self.std)
-        probs = self._probs(x)
+        return self._predict(self._as_batch(images))
+
+    @torch.inference_mode()
+    def _predict(self, x: torch.Tensor) -> Prediction:
+        """A checked float batch in [0, 1] (N, C, H, W), which is normalised in place -> prediction."""
+        probs = self._probs(normalize(x.to(self.device), self.mean, self.std))
         return Prediction(probs.argmax(1), probs, self.classes)
 
     def prepare(self, source: Any) -> np.ndarray:
@@ -111,19 +114,26 @@ class Classifier:
 
     def read(self, source: Any, multi: bool = False, top_k: int = 3) -> "Reading":
         """Predict on a photo: one digit, or with `multi` a whole number written on one line."""
+        images, boxes = self.cut(source, multi)
+        return self.reading(images, boxes, self._predict(torch.tensor(images)).probs, top_k)
+
+    def cut(self, source: Any, multi: bool = False) -> tuple[np.ndarray, list[tuple[int, int, int, int] | None]]:
+        """The first half of `read`: the (N, C, H, W) float images the model will see (one, or one per digit of a
+        number with `multi`) and where each digit was in the photo."""
         from .preprocess import segment_digits
 
-        if multi:
-            if self.record.get("preprocess") != "digits":
-                raise DigitlabError(f"--multi reads numbers and needs a digit model; '{self.name}' was trained on "
-                                    f"{self.record.get('dataset')}")
-            digits = segment_digits(source, self.input_shape[1])
-            images = np.stack([d.image[None] for d in digits])
-            boxes = [d.box for d in digits]
-        else:
-            images, boxes = self.prepare(source)[None], [None]
-        pred = self.predict(images)
-        parts = [ReadDigit(name, float(pred.probs[i, pred.labels[i]]), top, boxes[i], images[i], pred.probs[i].tolist())
+        if not multi:
+            return self.prepare(source)[None], [None]
+        if self.record.get("preprocess") != "digits":
+            raise DigitlabError(f"--multi reads numbers and needs a digit model; '{self.name}' was trained on "
+                                f"{self.record.get('dataset')}")
+        digits = segment_digits(source, self.input_shape[1])
+        return np.stack([d.image[None] for d in digits]), [d.box for d in digits]
+
+    def reading(self, images: np.ndarray, boxes: list, probs: torch.Tensor, top_k: int = 3) -> "Reading":
+        """The second half of `read`: what `cut` found plus the model's probabilities for it -> a Reading."""
+        pred = Prediction(probs.argmax(1), probs, self.classes)
+        parts = [ReadDigit(name, float(probs[i, pred.labels[i]]), top, boxes[i], images[i], probs[i].tolist())
                  for i, (name, top) in enumerate(zip(pred.names, pred.top_k(top_k)))]
         return Reading("".join(p.label for p in parts), parts)
 

@@ -49,7 +49,9 @@ def open_session(path: str | Path) -> tuple[Any, dict[str, Any]]:
     if not path.is_file():
         raise DigitlabError(f"{path}: no such ONNX file")
     try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()  # follows --threads / torch.set_num_threads, as torch does
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as e:  # InvalidProtobuf, Fail, ...: a corrupt or foreign file
         raise DigitlabError(f"{path}: not a loadable ONNX model ({str(e).splitlines()[0][:120]})") from None
     meta = session.get_modelmeta().custom_metadata_map

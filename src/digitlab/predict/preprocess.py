@@ -84,8 +84,13 @@ def to_gray(im: Image.Image, max_side: int = WORK_SIDE) -> tuple[np.ndarray, flo
 
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     """The threshold that best splits `values` into two classes (Otsu 1979)."""
-    hist, edges = np.histogram(values, bins=bins)
-    centers = (edges[:-1] + edges[1:]) / 2
+    lo, hi = float(values.min()), float(values.max())
+    if hi <= lo:
+        return lo
+    # np.histogram's bins (last one closed), counted with bincount: 10x faster on the small images a server sees
+    index = np.minimum(((values - lo) * (bins / (hi - lo))).astype(np.int64), bins - 1)
+    hist = np.bincount(index.ravel(), minlength=bins)
+    centers = lo + (np.arange(bins) + 0.5) * ((hi - lo) / bins)
     w0 = np.cumsum(hist)
     w1 = w0[-1] - w0
     m0 = np.cumsum(hist * centers)
@@ -108,6 +113,10 @@ def ink_map(gray: np.ndarray) -> np.ndarray:
     """How much ink each pixel holds, in [0, 1], with paper tone, lighting gradients and shadows removed.
     The background is whichever polarity the majority of pixels has; on light paper ink is 1 - image/background
     (lighting multiplies), on a dark background (chalk, MNIST itself) it is image - background."""
+    if max(gray.shape) <= 64:  # a small, tightly cropped image (MNIST-sized, an icon): lighting is uniform
+        lo, q25, q50, q75, hi = np.percentile(gray, [0.02, 25, 50, 75, 99.98])  # one sort for all of them
+        light_background = q50 - lo > hi - q50
+        return _ink(gray, q75 if light_background else q25, light_background)
     # background: a percentile over windows a third of the image wide, on a 64 px thumbnail; ink covers a
     # minority of any such window, however thick the pen, so it drops out. Which way the ink deviates from the
     # local median (darker: pen on paper; lighter: chalk, MNIST itself) decides the polarity.
@@ -116,19 +125,29 @@ def ink_map(gray: np.ndarray) -> np.ndarray:
     thumb = np.asarray(Image.fromarray(gray).resize(thumb_size, Image.Resampling.BOX)) if f > 1 else gray
     win = max(3, max(thumb.shape) // 3)
 
-    def background(q: float) -> np.ndarray | float:
-        if max(gray.shape) <= 64:  # a small, tightly cropped image (MNIST-sized, an icon): lighting is uniform
-            return float(np.percentile(gray, q))
+    def background(q: float) -> np.ndarray:
         bg = ndi.percentile_filter(thumb, q, size=win, mode="nearest")
         bg = ndi.uniform_filter(bg, size=max(3, win // 2), mode="nearest")
         return np.asarray(Image.fromarray(bg.astype(np.float32)).resize(gray.shape[::-1], Image.Resampling.BILINEAR))
 
     lo, hi = np.percentile(gray - background(50), [0.02, 99.98])  # even a thin line on a big page reaches these
     light_background = -lo > hi
-    bg = background(75 if light_background else 25)
+    return _ink(gray, background(75 if light_background else 25), light_background)
+
+
+def _ink(gray: np.ndarray, bg: np.ndarray | float, light_background: bool) -> np.ndarray:
     ink = 1.0 - gray / np.maximum(bg, 1e-3) if light_background else gray - bg
-    ink = ndi.median_filter(np.clip(ink, 0, 1).astype(np.float32), size=3)  # salt-and-pepper sensor noise
-    return ink
+    return ndi.median_filter(np.clip(ink, 0, 1).astype(np.float32), size=3)  # salt-and-pepper sensor noise
+
+
+def _median(a: np.ndarray) -> float:
+    """np.median without its overhead (a quarter of the cost on a 28x28 image)."""
+    flat = a.ravel()
+    k = flat.size // 2
+    if flat.size % 2:
+        return float(np.partition(flat, k)[k])
+    part = np.partition(flat, [k - 1, k])
+    return float((part[k - 1] + part[k]) / 2)
 
 
 def clean(source: str | Path | bytes | Image.Image | np.ndarray) -> Cleaned:
@@ -142,16 +161,16 @@ def clean(source: str | Path | bytes | Image.Image | np.ndarray) -> Cleaned:
     ink = ink_map(gray)
     # the paper's own noise level (median and MAD of the ink map, which is mostly paper) is the floor; above it
     # Otsu separates stroke cores from their soft edges, and half of that keeps the edges
-    med = float(np.median(ink))
-    floor = med + 6 * 1.4826 * float(np.median(np.abs(ink - med))) + 0.02
+    med = _median(ink)
+    floor = med + 6 * 1.4826 * _median(np.abs(ink - med)) + 0.02
     above = ink[ink > floor]
-    if above.size < 10 or float(np.percentile(above, 90)) < 0.06:
+    if above.size < 10 or float(np.partition(above, int(0.9 * above.size))[int(0.9 * above.size)]) < 0.06:
         raise DigitlabError("no writing found in the image (it is almost uniform); is it the right file?")
     mask = ink > max(floor, 0.5 * otsu_threshold(above))
     labels, n = ndi.label(mask)
     if n == 0:
         raise DigitlabError("no writing found in the image")
-    areas = ndi.sum_labels(mask, labels, index=np.arange(1, n + 1))
+    areas = np.bincount(labels.ravel(), minlength=n + 1)[1:]
     keep = areas >= max(4, 0.04 * areas.max())  # sensor noise and paper texture make small specks
     mask = keep[labels - 1] & mask
     return Cleaned(mask=mask, scale=scale)
@@ -203,7 +222,8 @@ def to_mnist(mask: np.ndarray, size: int = 28, box: int = 20) -> np.ndarray:
     small = np.asarray(Image.fromarray(crop * 255).resize((nw, nh), Image.Resampling.LANCZOS if max(h, w) < box else Image.Resampling.BOX))
     small = np.clip(small / 255.0, 0, 1).astype(np.float32)
     out = np.zeros((size, size), np.float32)
-    cy, cx = ndi.center_of_mass(small) if small.sum() > 0 else (nh / 2, nw / 2)
+    total = float(small.sum())
+    cy, cx = (float(small.sum(1) @ np.arange(nh)) / total, float(small.sum(0) @ np.arange(nw)) / total) if total > 0 else (nh / 2, nw / 2)
     top, left = int(round(size / 2 - cy)), int(round(size / 2 - cx))
     top, left = int(np.clip(top, 0, size - nh)), int(np.clip(left, 0, size - nw))
     out[top:top + nh, left:left + nw] = small
