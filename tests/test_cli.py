@@ -73,3 +73,31 @@ def test_bad_training_options(tmp_path):
     assert_user_error(run_cli("train", "--config", str(tmp_path / "none.toml")), "none.toml")
     assert_user_error(run_cli("train", "--resume", str(tmp_path)), "nothing to resume")
     assert_user_error(run_cli("train", "--dataset", "mnist-sample", "--device", "cuda", "--out", out), "cuda")
+
+
+def test_train_streams_a_folder_with_dataloader_workers(tmp_path):
+    """`--stream --workers 2`: the folder is decoded by DataLoader processes each epoch; the run completes with its
+    report and learns (each class here has its own brightness), and `--stream` on a built-in dataset is refused."""
+    import json
+
+    from PIL import Image
+
+    for k in range(3):
+        (tmp_path / "shades" / f"s{k}").mkdir(parents=True)
+        for i in range(40):
+            noise = (i * 7 + k * 13) % 20
+            Image.new("L", (12, 12), 30 + 80 * k + noise).save(tmp_path / "shades" / f"s{k}" / f"{i}.png")
+    args = ["--model", "mlp", "--dataset", f"folder:{tmp_path / 'shades'}", "--epochs", "3", "--image-size", "12", "--augment", "none",
+            "--batch-size", "16"]
+    r = run_cli("train", *args, "--stream", "--workers", "2", "--out", str(tmp_path / "streamed"))
+    assert r.returncode == 0, r.stderr
+    assert "streaming from disk" in r.stdout and "2 DataLoader worker(s)" in r.stdout
+    r = run_cli("train", *args, "--out", str(tmp_path / "in-memory"))
+    assert r.returncode == 0, r.stderr
+    streamed, in_memory = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("streamed", "in-memory"))
+    assert streamed["test"]["accuracy"] == in_memory["test"]["accuracy"] and (tmp_path / "streamed" / "mistakes.png").exists()
+    history = [[json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()] for name in ("streamed", "in-memory")]
+    assert len(history[0]) == len(history[1]) == 3
+    for a, b in zip(*history):  # the same batches in the same order: the same run
+        assert abs(a["train_loss"] - b["train_loss"]) < 1e-5 and a["val_acc"] == b["val_acc"]
+    assert_user_error(run_cli("train", "--dataset", "mnist-sample", "--stream", "--out", str(tmp_path / "r2")), "--stream")

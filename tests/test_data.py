@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import make_cifar, make_idx_dataset, write_idx
+from conftest import labelled_images, make_cifar, make_idx_dataset, write_idx
 from digitlab.data import DatasetNotFound, load_dataset, split_train_val
 from digitlab.data.core import ImageData
 from digitlab.errors import DigitlabError
@@ -160,3 +160,63 @@ def test_real_mnist(real_root):
 def test_real_fashion_mnist(real_root):
     splits = load_dataset("fashion-mnist", root=real_root, val_split=0)
     assert splits.train.class_counts() == [6000] * 10 and splits.test.class_counts() == [1000] * 10
+
+
+def _write_labelled_folder(root: Path, n: int = 60) -> None:
+    """PNGs whose brightness encodes their class (k -> 40 + 60k), so batches can be checked for alignment."""
+    images, labels = labelled_images(n, size=20, classes=3, seed=1)
+    for i, (image, label) in enumerate(zip(images, labels)):
+        (root / f"c{label}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray((40 + 60 * np.full_like(image, label)).astype(np.uint8)).save(root / f"c{label}" / f"{i:03d}.png")
+
+
+def test_streamed_folder_gives_the_batches_the_in_memory_path_gives(tmp_path):
+    from digitlab.data import iterate_batches
+    from digitlab.data.folder import FolderImages
+
+    _write_labelled_folder(tmp_path / "f")
+    memory = load_dataset(f"folder:{tmp_path / 'f'}", image_size=16, val_split=0.2, seed=3)
+    streamed = load_dataset(f"folder:{tmp_path / 'f'}", image_size=16, val_split=0.2, seed=3, stream=True, workers=2)
+    assert isinstance(streamed.train, FolderImages) and streamed.train.workers == 2 and isinstance(memory.train, ImageData)
+    assert "streaming from disk" in streamed.notes[0] and not memory.notes
+    assert (memory.mean, memory.std) == (streamed.mean, streamed.std)  # 48 images: the 'sample' is all of them
+    for a, b in ((memory.train, streamed.train), (memory.val, streamed.val), (memory.test, streamed.test)):
+        assert torch.equal(a.labels, b.labels)
+        order = torch.randperm(len(a), generator=torch.Generator().manual_seed(0))
+        batches = list(zip(iterate_batches(a, 7, order), iterate_batches(b, 7, order)))
+        assert len(batches) == -(-len(a) // 7)
+        for (xa, ya), (xb, yb) in batches:
+            assert torch.equal(xa, xb) and torch.equal(ya, yb)
+            assert torch.equal(xb[:, 0, 0, 0].long(), 40 + 60 * yb)  # each image still has its own label
+        assert torch.equal(torch.cat([y for _, y in iterate_batches(b, 7, order)]).sort().values, b.labels.sort().values)
+
+
+def test_streamed_folder_skips_files_that_fail_to_decode(tmp_path, capsys):
+    from digitlab.train.evaluate import evaluate
+    from digitlab.models import create_model
+
+    _write_labelled_folder(tmp_path / "f", n=30)
+    (tmp_path / "f" / "c0" / "zz-broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really" * 10)
+    splits = load_dataset(f"folder:{tmp_path / 'f'}", image_size=16, val_split=0, stream=True, workers=1)
+    total = len(splits.train) + len(splits.test)
+    assert total == 31  # listed: nothing is decoded up front
+    seen = sum(len(y) for d in (splits.train, splits.test) for _, y in d.batches(8, torch.arange(len(d))))
+    assert seen == 30
+    assert "skipped 1 unreadable image file(s)" in capsys.readouterr().err
+    model = create_model("mlp", num_classes=3, in_chans=1, image_size=16)
+    result = evaluate(model, splits.train, splits.mean, splits.std)
+    assert result.labels.numel() in (len(splits.train), len(splits.train) - 1) and result.confusion.sum() == result.labels.numel()
+
+
+def test_folder_too_big_for_memory_is_streamed_automatically(tmp_path, monkeypatch):
+    from digitlab.data import folder
+
+    _write_labelled_folder(tmp_path / "f", n=20)
+    monkeypatch.setattr(folder, "memory_budget", lambda: 1000)  # 20 images of 16x16 need 5 KB
+    splits = load_dataset(f"folder:{tmp_path / 'f'}", image_size=16, val_split=0)
+    assert isinstance(splits.train, folder.FolderImages) and "would not fit" in splits.notes[0]
+
+
+def test_stream_is_only_for_folders():
+    with pytest.raises(DigitlabError, match="--stream is for image folders"):
+        load_dataset("mnist-sample", stream=True)

@@ -41,6 +41,9 @@ def _train_parser(sub) -> None:
     p.add_argument("--device", help="auto, cpu, cuda or mps")
     p.add_argument("--threads", type=int, help="CPU threads (default: PyTorch's choice)")
     p.add_argument("--image-size", type=int, help="resize images to this square size")
+    p.add_argument("--stream", action="store_true", default=None,
+                   help="image folders: decode from disk each epoch with DataLoader workers (automatic when the folder does not fit in memory)")
+    p.add_argument("--workers", type=int, help="DataLoader processes for a streamed folder (default: one per core, at most 8)")
     p.add_argument("--channels", type=int, choices=(1, 3), help="force grayscale (1) or RGB (3)")
     p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE", help="extra model option, e.g. dropout=0.3")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
@@ -239,13 +242,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)  # one small image per request: more threads cost more than they give
     app = create_app(args.models)  # load every model here first, so a bad path is one clear error, not N worker crashes
-    if args.workers > 1:  # worker processes build their own app from the environment
-        os.environ["DIGITLAB_SERVE_MODELS"] = json.dumps([str(Path(m).resolve()) for m in args.models])
-        os.environ["DIGITLAB_SERVE_THREADS"] = str(args.threads)
-        app = "digitlab.serve.app:app_from_env"
-    print(f"digitlab: serving {len(args.models)} model(s) at http://{args.host}:{args.port}/  (API docs at /docs)", flush=True)
+    print(f"digitlab: serving {len(args.models)} model(s) at http://{args.host}:{args.port}/  (API docs at /docs)"
+          f"{f' with {args.workers} worker processes' if args.workers > 1 else ''}", flush=True)
+    if args.workers > 1:
+        from .serve.workers import serve_balanced
+
+        del app
+        serve_balanced([str(Path(m).resolve()) for m in args.models], args.host, args.port, args.workers, args.threads)
+        return 0
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", workers=args.workers, factory=args.workers > 1)
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     except OSError as e:
         raise DigitlabError(f"cannot listen on {args.host}:{args.port} ({e.strerror}); try another --port") from None
     return 0
@@ -307,7 +313,7 @@ def cmd_data_show(args: argparse.Namespace) -> int:
         picks.append(idx)
         titles += [name] * len(idx)
     out = Path(args.out or f"{splits.name.replace('folder:', '').replace('/', '_').strip('_.')}-samples.png")
-    plot_grid(train.images[torch.cat(picks)], titles, out, cols=per_class, suptitle=f"{splits.name}: {per_class} training images per class")
+    plot_grid(train.take(torch.cat(picks)), titles, out, cols=per_class, suptitle=f"{splits.name}: {per_class} training images per class")
     print(f"sample grid: {out}")
     return 0
 

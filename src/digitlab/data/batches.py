@@ -24,11 +24,9 @@ def epoch_order(n: int, generator: torch.Generator | None, rank: int = 0, world:
 
 
 def iterate_batches(data: ImageData, batch_size: int, order: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield (uint8 images, labels) on the data's device, one index slice at a time."""
-    order = order.to(data.images.device)
-    for start in range(0, order.numel(), batch_size):
-        idx = order[start:start + batch_size]
-        yield data.images[idx], data.labels[idx]
+    """Yield (uint8 images, labels) in `order`: index slices of one tensor in memory (on the data's device), or
+    DataLoader batches for a folder streamed from disk (on the CPU)."""
+    return data.batches(batch_size, order)
 
 
 def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:

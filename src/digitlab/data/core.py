@@ -1,6 +1,7 @@
 """In-memory image data: one uint8 tensor (N, C, H, W) and int64 labels, nothing per sample."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -40,13 +41,24 @@ class ImageData:
     def class_counts(self) -> list[int]:
         return torch.bincount(self.labels.cpu(), minlength=len(self.classes)).tolist()
 
+    def batches(self, batch_size: int, order: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(uint8 images, labels) on the data's device, one index slice at a time."""
+        order = order.to(self.images.device)
+        for start in range(0, order.numel(), batch_size):
+            idx = order[start:start + batch_size]
+            yield self.images[idx], self.labels[idx]
+
+    def take(self, index: torch.Tensor) -> torch.Tensor:
+        """These images as one uint8 tensor (for sample grids and reports)."""
+        return self.images[index.to(self.images.device)]
+
 
 @dataclass
 class DataSplits:
     """train / val / test plus what a model needs to know about the data."""
 
     name: str
-    train: ImageData
+    train: ImageData  # or FolderImages (same interface) for a folder streamed from disk
     val: ImageData
     test: ImageData
     mean: tuple[float, ...]
@@ -78,7 +90,7 @@ def channel_stats(images: torch.Tensor, chunk: int = 8192) -> tuple[tuple[float,
     return tuple(round(v, 4) for v in mean.tolist()), tuple(round(v, 4) for v in std.tolist())
 
 
-def split_train_val(data: ImageData, val_split: float, seed: int) -> tuple[ImageData, ImageData]:
+def split_train_val(data, val_split: float, seed: int):
     """Carve a validation set from train with a fixed seed; the test set is never touched."""
     if not 0.0 <= val_split < 1.0:
         raise DigitlabError(f"--val-split must be in [0, 1), got {val_split}")

@@ -86,13 +86,18 @@ def load_dataset(
     image_size: int | None = None,
     channels: int | None = None,
     download: bool | None = None,
+    stream: bool | None = None,
+    workers: int | None = None,
 ) -> DataSplits:
     """Load a dataset by name into memory as train/val/test splits.
 
     `name=None` means the default (MNIST), which falls back to the shipped `mnist-sample`
     with a warning when MNIST is neither on disk nor downloadable. `folder:PATH` reads a folder
-    with one sub-folder per class. `download=None` downloads unless DIGITLAB_OFFLINE=1.
+    with one sub-folder per class, into memory when it fits, else streamed from disk by `workers` DataLoader
+    processes (`stream=True` forces that). `download=None` downloads unless DIGITLAB_OFFLINE=1.
     """
+    if stream and not (name or "").startswith("folder:"):
+        raise DigitlabError("--stream is for image folders (folder:PATH); the built-in datasets always fit in memory")
     if download is None:
         download = os.environ.get("DIGITLAB_OFFLINE", "") not in ("1", "true", "yes")
     if name is None:
@@ -112,7 +117,8 @@ def load_dataset(
     if name.startswith("folder:"):
         from .folder import load_folder
 
-        train, test, source = load_folder(Path(name[len("folder:"):]).expanduser(), image_size=image_size, channels=channels, seed=seed)
+        train, test, source = load_folder(Path(name[len("folder:"):]).expanduser(), image_size=image_size, channels=channels,
+                                          seed=seed, stream=stream, workers=workers)
         image_size = channels = None  # already applied while decoding
     elif name in DATASETS:
         spec = DATASETS[name]
@@ -121,13 +127,19 @@ def load_dataset(
         raise DigitlabError(f"unknown dataset '{name}'; choose one of: {', '.join(DATASETS)}, or folder:PATH")
 
     train, test = (_adapt(d, image_size, channels) for d in (train, test))
-    mean, std = channel_stats(train.images)
+    if isinstance(train, ImageData):
+        mean, std = channel_stats(train.images)
+    else:  # streamed: estimate from 2,000 images, plenty for a mean and a standard deviation
+        mean, std = channel_stats(train.take(torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:2000]))
     train, val = split_train_val(train, val_split, seed)
-    return DataSplits(name, train, val, test, mean, std, source)
+    notes = [] if isinstance(train, ImageData) else [f"streaming from disk: {source}"]
+    return DataSplits(name, train, val, test, mean, std, source, notes)
 
 
 def _adapt(data: ImageData, image_size: int | None, channels: int | None) -> ImageData:
     """Resize / change channel count of a whole split in bulk (e.g. MNIST at 32x32 RGB)."""
+    if not image_size and not channels:
+        return data
     images = data.images
     if channels and channels != images.shape[1]:
         if channels == 3 and images.shape[1] == 1:

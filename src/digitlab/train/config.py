@@ -58,6 +58,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     threads: int = 0  # 0: PyTorch's default
+    stream: bool = False  # image folders: stream from disk with DataLoader workers even if the folder fits in memory
+    workers: int | None = None  # DataLoader processes for a streamed folder; None: one per core, at most 8
     compile: bool = False
     tensorboard: bool = False
     track_test: bool = False  # also score the test set each epoch (for time-to-accuracy curves, never for selection)
@@ -78,6 +80,7 @@ class TrainConfig:
             (0 <= self.ema < 1, f"--ema must be in [0, 1), got {self.ema}"),
             (0 <= self.val_split < 1, f"--val-split must be in [0, 1), got {self.val_split}"),
             (self.early_stop >= 0, f"--early-stop must be >= 0, got {self.early_stop}"),
+            (self.workers is None or self.workers >= 0, f"--workers must be >= 0, got {self.workers}"),
         ]
         for ok, message in checks:
             if not ok:

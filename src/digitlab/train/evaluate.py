@@ -1,6 +1,7 @@
 """Evaluation in large inference-mode batches: loss, accuracy, confusion matrix, per-class scores."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -11,17 +12,20 @@ from ..device import autocast, memory_format
 
 
 @torch.inference_mode()
-def predict_logits(model: torch.nn.Module, images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
-                   batch_size: int = 1024) -> torch.Tensor:
-    """Logits (N, K) as float32 on the CPU for uint8 images (N, C, H, W), batch by batch."""
+def predict_logits(model: torch.nn.Module, images: torch.Tensor | Iterable[torch.Tensor], mean: torch.Tensor,
+                   std: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """Logits (N, K) as float32 on the CPU for uint8 images (N, C, H, W), or for an iterable of such batches."""
     device = next(model.parameters()).device
     fmt = memory_format(device)
     mean, std = mean.to(device), std.to(device)
     was_training = model.training
     model.eval()
     out = []
-    for start in range(0, images.shape[0], batch_size):
-        x = normalize(images[start:start + batch_size].to(device, non_blocking=True), mean, std).contiguous(memory_format=fmt)
+    if isinstance(images, torch.Tensor):
+        tensor = images
+        images = (tensor[start:start + batch_size] for start in range(0, tensor.shape[0], batch_size))
+    for batch in images:
+        x = normalize(batch.to(device, non_blocking=True), mean, std).contiguous(memory_format=fmt)
         with autocast(device):
             out.append(model(x).float().cpu())
     model.train(was_training)
@@ -63,8 +67,18 @@ class EvalResult:
 
 def evaluate(model: torch.nn.Module, data: ImageData, mean, std, batch_size: int = 1024) -> EvalResult:
     mean_t, std_t = torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
-    logits = predict_logits(model, data.images, mean_t, std_t, batch_size)
-    labels = data.labels.cpu()
+    if isinstance(data, ImageData):
+        logits, labels = predict_logits(model, data.images, mean_t, std_t, batch_size), data.labels.cpu()
+    else:  # streamed from disk: unreadable files drop out, so the labels come with the batches
+        seen: list[torch.Tensor] = []
+
+        def images_only():
+            for images, batch_labels in data.batches(batch_size, torch.arange(len(data))):
+                seen.append(batch_labels)
+                yield images
+
+        logits = predict_logits(model, images_only(), mean_t, std_t)
+        labels = torch.cat(seen) if seen else data.labels[:0]
     k = len(data.classes)
     if labels.numel() == 0:
         return EvalResult(float("nan"), float("nan"), torch.zeros(k, k, dtype=torch.long), torch.zeros(0, k), labels, data.classes)

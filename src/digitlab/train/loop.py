@@ -32,7 +32,7 @@ from .checkpoint import atomic_write_text, load_state, save_model, save_state
 from .config import TrainConfig, read_config_file, resolve_config
 from .evaluate import EvalResult, evaluate
 
-RESUMABLE_OVERRIDES = {"epochs", "device", "threads", "tensorboard", "early_stop", "compile"}
+RESUMABLE_OVERRIDES = {"epochs", "device", "threads", "tensorboard", "early_stop", "compile", "stream", "workers"}
 
 
 @dataclass
@@ -149,7 +149,8 @@ def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None
     fmt = memory_format(device)
     torch.manual_seed(cfg.seed)
 
-    data = load_dataset(cfg.dataset, root=cfg.data_root, val_split=cfg.val_split, seed=cfg.seed, image_size=cfg.image_size, channels=cfg.channels)
+    data = load_dataset(cfg.dataset, root=cfg.data_root, val_split=cfg.val_split, seed=cfg.seed, image_size=cfg.image_size,
+                        channels=cfg.channels, stream=cfg.stream or None, workers=cfg.workers)
     c, h, w = data.input_shape
     if h != w:
         raise DigitlabError(f"images are {h}x{w}; digitlab models take square images, pass --image-size")
@@ -193,7 +194,7 @@ def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None
         if cfg.tensorboard:
             from .tensorboard import TensorBoardLogger
 
-            writer = TensorBoardLogger(run_dir / "tensorboard", model, train_data.images[:64], mean, std)
+            writer = TensorBoardLogger(run_dir / "tensorboard", model, train_data.take(torch.arange(min(64, len(train_data)))), mean, std)
     say(f"digitlab: training {cfg.model} ({count_params(model):,} params) on {data.name} "
         f"[train {len(data.train)} / val {len(data.val)} / test {len(data.test)}, {c}x{h}x{w}] "
         f"on {device}{f' x{world} processes' if world > 1 else ''}, {torch.get_num_threads()} threads -> {run_dir}")
@@ -220,6 +221,7 @@ def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None
                 lr = lr_at(cfg, base_lr, (epoch - 1) * steps_per_epoch + i, total_steps, steps_per_epoch)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
+                images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)  # no-op in memory
                 x = normalize(augment(images, cfg.augment, generator), mean, std).contiguous(memory_format=fmt)
                 with autocast(device):
                     logits = step_model(x)

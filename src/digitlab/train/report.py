@@ -23,13 +23,13 @@ def write_eval_pictures(out: Path, result: EvalResult, data: ImageData, prefix: 
         probs = result.probs[worst]
         titles = [f"true {classes[int(t)]}\npred {classes[int(p)]} {100 * float(q):.0f}%"
                   for t, p, q in zip(result.labels[worst], probs.argmax(1), probs.max(1).values)]
-        plot_grid(data.images[worst.to(data.images.device)], titles, out / f"{prefix}mistakes.png", colors=["crimson"] * len(titles),
+        plot_grid(data.take(worst), titles, out / f"{prefix}mistakes.png", colors=["crimson"] * len(titles),
                   suptitle="Most confident mistakes (test set)")
     n = min(40, len(data))
     preds = result.preds[:n]
     titles = [f"{classes[int(p)]} ({100 * float(q):.0f}%)" for p, q in zip(preds, result.probs[:n].max(1).values)]
     colors = ["green" if p == t else "crimson" for p, t in zip(preds.tolist(), result.labels[:n].tolist())]
-    plot_grid(data.images[:n], titles, out / f"{prefix}samples.png", colors=colors, suptitle="Test images with predictions (red = wrong)")
+    plot_grid(data.take(torch.arange(n)), titles, out / f"{prefix}samples.png", colors=colors, suptitle="Test images with predictions (red = wrong)")
 
 
 def write_run_outputs(run_dir: Path, cfg: TrainConfig, history: list[dict], best_epoch: int, result: EvalResult,
