@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import torch
 
@@ -53,6 +54,9 @@ class ImageData:
         return self.images[index.to(self.images.device)]
 
 
+SplitT = TypeVar("SplitT")  # ImageData, or data.folder.FolderImages (anything with len and subset)
+
+
 @dataclass
 class DataSplits:
     """train / val / test plus what a model needs to know about the data."""
@@ -90,7 +94,7 @@ def channel_stats(images: torch.Tensor, chunk: int = 8192) -> tuple[tuple[float,
     return tuple(round(v, 4) for v in mean.tolist()), tuple(round(v, 4) for v in std.tolist())
 
 
-def split_train_val(data, val_split: float, seed: int):
+def split_train_val(data: SplitT, val_split: float, seed: int) -> tuple[SplitT, SplitT]:
     """Carve a validation set from train with a fixed seed; the test set is never touched."""
     if not 0.0 <= val_split < 1.0:
         raise DigitlabError(f"--val-split must be in [0, 1), got {val_split}")

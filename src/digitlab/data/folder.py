@@ -79,11 +79,11 @@ class FolderImages:
     classes, subset, to, batches, take; the augmentation and normalisation still run on whole batches."""
 
     def __init__(self, paths: list[Path], labels: torch.Tensor, classes: list[str], size: int, channels: int,
-                 workers: int | None = None):
+                 workers: int | None = None, pin: bool = False):
         self.paths, self.labels, self.classes = paths, labels.long(), classes
         self.size, self.channels = size, channels
         self.workers = default_workers() if workers is None else workers
-        self.pin = False
+        self.pin = pin
         self._warned = False
 
     def __len__(self) -> int:
@@ -95,12 +95,12 @@ class FolderImages:
 
     def subset(self, index: torch.Tensor) -> "FolderImages":
         return FolderImages([self.paths[i] for i in index.tolist()], self.labels[index], self.classes, self.size,
-                            self.channels, self.workers)
+                            self.channels, self.workers, self.pin)
 
     def to(self, device: torch.device | str) -> "FolderImages":
         """Batches stay on the CPU (pinned for a GPU); the training loop moves each one to the device."""
-        self.pin = torch.device(device).type == "cuda"
-        return self
+        return FolderImages(self.paths, self.labels, self.classes, self.size, self.channels, self.workers,
+                            pin=torch.device(device).type == "cuda")
 
     def class_counts(self) -> list[int]:
         return torch.bincount(self.labels, minlength=len(self.classes)).tolist()
@@ -125,9 +125,10 @@ class FolderImages:
 
     def take(self, index: torch.Tensor) -> torch.Tensor:
         """Decode a few images here (sample grids, reports); unreadable ones come back black."""
-        files = self._files()
-        return torch.from_numpy(np.stack([files[i][0] if files[i][0] is not None else np.zeros(self.shape, np.uint8)
-                                          for i in index.tolist()])) if index.numel() else torch.zeros(0, *self.shape, dtype=torch.uint8)
+        if not index.numel():
+            return torch.zeros(0, *self.shape, dtype=torch.uint8)
+        decoded = (image for image, _ in map(self._files().__getitem__, index.tolist()))
+        return torch.from_numpy(np.stack([image if image is not None else np.zeros(self.shape, np.uint8) for image in decoded]))
 
 
 def _list_split(folder: Path, classes: list[str]) -> tuple[list[Path], list[int]]:
@@ -188,11 +189,10 @@ def load_folder(folder: Path, image_size: int | None = None, channels: int | Non
         if sum(len(p) for p in parts) == 0:
             raise DigitlabError(f"{folder}: no image files in the class sub-folders")
         train, test = parts if len(parts) == 2 else split_train_val(parts[0], 0.2, seed=0)
+        why = (f"{needed / 2**30:.1f} GB would not fit the in-memory budget of {memory_budget() / 2**30:.1f} GB"
+               if needed > memory_budget() else "as asked")
         source = (f"{folder} ({sum(len(p) for p in parts)} files, {size}x{size}, {channels} channel(s), streamed from disk by "
-                  f"{train.workers} DataLoader worker(s): {needed / 2**30:.1f} GB would not fit the in-memory budget of "
-                  f"{memory_budget() / 2**30:.1f} GB)" if needed > memory_budget() else
-                  f"{folder} ({sum(len(p) for p in parts)} files, {size}x{size}, {channels} channel(s), streamed from disk by "
-                  f"{train.workers} DataLoader worker(s) as asked)")
+                  f"{train.workers} DataLoader worker(s): {why})")
         return train, test, source
     parts, skipped = [], []
     for d in split_dirs:

@@ -94,11 +94,12 @@ class Classifier:
 
     def predict(self, images: Any) -> Prediction:
         """Class indices and probabilities for one image or a batch."""
-        return self._predict(self._as_batch(images))
+        return self.predict_prepared(self._as_batch(images))
 
     @torch.inference_mode()
-    def _predict(self, x: torch.Tensor) -> Prediction:
-        """A checked float batch in [0, 1] (N, C, H, W), which is normalised in place -> prediction."""
+    def predict_prepared(self, x: torch.Tensor) -> Prediction:
+        """`predict` without the input checks, for a float batch in [0, 1] of the model's (N, C, H, W) that we made
+        ourselves (what `cut` returns); it is normalised in place."""
         probs = self._probs(normalize(x.to(self.device), self.mean, self.std))
         return Prediction(probs.argmax(1), probs, self.classes)
 
@@ -115,7 +116,7 @@ class Classifier:
     def read(self, source: Any, multi: bool = False, top_k: int = 3) -> "Reading":
         """Predict on a photo: one digit, or with `multi` a whole number written on one line."""
         images, boxes = self.cut(source, multi)
-        return self.reading(images, boxes, self._predict(torch.tensor(images)).probs, top_k)
+        return self.reading(images, boxes, self.predict_prepared(torch.tensor(images)).probs, top_k)
 
     def cut(self, source: Any, multi: bool = False) -> tuple[np.ndarray, list[tuple[int, int, int, int] | None]]:
         """The first half of `read`: the (N, C, H, W) float images the model will see (one, or one per digit of a

@@ -69,7 +69,7 @@ class Batcher:
     def _run(self) -> None:
         batch, self.pending = self.pending, []
         try:
-            probs = self.clf._predict(torch.from_numpy(np.concatenate([images for images, _ in batch], dtype=np.float32))).probs
+            probs = self.clf.predict_prepared(torch.from_numpy(np.concatenate([images for images, _ in batch], dtype=np.float32))).probs
             results = torch.split(probs, [len(images) for images, _ in batch])
         except Exception as e:  # the model failing is the server's problem: every waiting request hears of it
             results = [e] * len(batch)
