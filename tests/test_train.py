@@ -170,12 +170,40 @@ def test_tensorboard_log_has_scalars_histograms_images_and_graph(tmp_path):
     assert "samples" in tags["images"] and tags["graph"]
 
 
-def test_defaults_layer_dataset_then_model_then_recipe_then_flags():
-    from digitlab.train.config import resolve_config
+def test_defaults_layer_dataset_then_model_then_recipe_then_flags(monkeypatch):
+    from digitlab.train.config import RECIPES, resolve_config
 
     assert resolve_config({"model": "cnn", "dataset": "fashion-mnist"}).augment == "none"
     assert resolve_config({"model": "cnn", "dataset": "mnist"}).augment == "light"
     assert resolve_config({"model": "cnn", "dataset": "fashion-mnist", "augment": "flip"}).augment == "flip"
     fast = resolve_config({"recipe": "fast"})
-    assert fast.model == "fastcnn" and fast.model_args == {"width": 16}
-    assert resolve_config({"recipe": "fast", "model": "lenet5"}).model_args == {}  # width belongs to fastcnn
+    assert (fast.model, fast.ema, fast.lr) == ("fastcnn", RECIPES["fast"]["ema"], RECIPES["fast"]["lr"])
+    assert resolve_config({"recipe": "fast", "batch_size": 64}).batch_size == 64  # flags beat the recipe
+    monkeypatch.setitem(RECIPES, "narrow", {"model": "fastcnn", "model_args": {"width": 16}})
+    assert resolve_config({"recipe": "narrow"}).model_args == {"width": 16}
+    assert resolve_config({"recipe": "narrow", "model": "lenet5"}).model_args == {}  # width belongs to fastcnn
+
+
+def test_ema_warms_up_then_holds_its_decay():
+    """The weight average ramps its decay up as (1 + n) / (10 + n): the second update already moves most of the way
+    to the model (a fixed 0.99 would keep 99% of the random init), and late updates use the configured decay."""
+    from digitlab.train.loop import ema_with_warmup
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    ema = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=ema_with_warmup(0.99), use_buffers=True)
+    ema.update_parameters(model)  # the first update copies the model
+    with torch.no_grad():
+        model[0].weight.fill_(1.0)
+        model[1].num_batches_tracked.fill_(7)
+    before = ema.module[0].weight.clone()
+    ema.update_parameters(model)  # n = 1: decay (1 + 1) / (10 + 1) = 0.18
+    expected = before * (2 / 11) + 1.0 * (9 / 11)
+    assert torch.allclose(ema.module[0].weight, expected)
+    assert int(ema.module[1].num_batches_tracked) == 7  # integer buffers follow the model
+    for _ in range(2000):
+        ema.update_parameters(model)
+    with torch.no_grad():
+        model[0].weight.fill_(2.0)
+    before = ema.module[0].weight.clone()
+    ema.update_parameters(model)  # n > 990: (1 + n) / (10 + n) > 0.99, so the configured 0.99 applies
+    assert torch.allclose(ema.module[0].weight, before * 0.99 + 2.0 * 0.01)

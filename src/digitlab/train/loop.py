@@ -70,6 +70,21 @@ def lr_at(cfg: TrainConfig, base_lr: float, step: int, total_steps: int, steps_p
     return base_lr
 
 
+def ema_with_warmup(decay: float):
+    """An EMA update for AveragedModel whose decay ramps up as (1 + n) / (10 + n) over the first updates, so the
+    average follows the fast-moving early weights instead of dragging the random init along (after one epoch of
+    422 steps a fixed 0.995 still holds 12% of the init)."""
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
+        n = float(num_averaged)
+        d = min(decay, (1 + n) / (10 + n))
+        if torch.is_floating_point(averaged[0]):
+            torch._foreach_lerp_(averaged, current, 1 - d)
+        else:  # integer buffers (BatchNorm's batch counter) follow the model
+            torch._foreach_copy_(averaged, current)
+    return update
+
+
 def make_optimizer(cfg: TrainConfig, model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
     params, wd = model.parameters(), cfg.weight_decay
     if cfg.optimizer == "sgd":
@@ -159,7 +174,7 @@ def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None
     optimizer = make_optimizer(cfg, model, base_lr)
     ema = None
     if cfg.ema:
-        ema = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+        ema = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=ema_with_warmup(cfg.ema), use_buffers=True)
     if cfg.batch_size % world:
         raise DigitlabError(f"--batch-size {cfg.batch_size} must be divisible by the number of processes ({world})")
     local_batch = cfg.batch_size // world
