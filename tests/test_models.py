@@ -78,3 +78,16 @@ def test_summary_table_and_counts():
     assert s.macs == expected
     text = str(s)
     assert "Output Shape" in text and "Total params: 93,322" in text and "(None, 32, 26, 26)" in text
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+@pytest.mark.parametrize("pool", ["max", "avg"])
+def test_lenet5_computes_the_paper_order_conv_act_pool(activation, pool):
+    """LeNet-5 max-pools before its activation (cheaper); that must give exactly the textbook conv -> act -> pool."""
+    torch.manual_seed(0)
+    model = create_model("lenet5", activation=activation, pool=pool).eval()
+    conv1, conv2 = model.features[0], model.features[3]
+    act = torch.relu if activation == "relu" else torch.tanh
+    sub = (lambda t: F.max_pool2d(t, 2)) if pool == "max" else (lambda t: F.avg_pool2d(t, 2))
+    x = torch.randn(16, 1, 28, 28)
+    assert torch.equal(model.features(x), sub(act(conv2(sub(act(conv1(x)))))))

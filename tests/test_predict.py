@@ -182,3 +182,23 @@ def test_inspect_cli_writes_feature_maps(mnist_model, photos, tmp_path):
 
 def test_serve_cli_user_errors(tmp_path):
     assert_user_error(run_cli("serve", str(tmp_path / "no-run")), "no-run")
+
+
+def test_batches_through_the_cpu_graph_match_one_by_one_predictions():
+    """lenet5 answers batches of >= 64 on CPU through its oneDNN graph (chunks of 256) and single images through
+    the eager model: both must give the same probabilities. Models without the flag keep the eager path."""
+    from digitlab.models import create_model
+    from digitlab.predict import Classifier
+
+    torch.manual_seed(0)
+    record = {"classes": [str(i) for i in range(10)], "input_shape": [1, 28, 28], "mean": [0.1307], "std": [0.3081]}
+    model = create_model("lenet5")
+    clf = Classifier(model, {**record, "model": model.digitlab_config})
+    assert clf.graph is not None
+    images = torch.randint(0, 256, (600, 1, 28, 28), dtype=torch.uint8)  # chunks of 256, 256 and 88 images
+    batched = clf.predict(images)
+    single = torch.cat([clf.predict(images[i]).probs for i in range(len(images))])
+    assert torch.allclose(batched.probs, single, atol=1e-5)
+    assert torch.equal(batched.labels, single.argmax(1))
+    cnn = create_model("cnn")
+    assert Classifier(cnn, {**record, "model": cnn.digitlab_config}).graph is None

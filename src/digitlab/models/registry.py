@@ -17,15 +17,18 @@ class ModelEntry:
     builder: Callable[..., nn.Module]
     min_size: int  # smallest square input the layer stack can take
     train_defaults: dict = field(default_factory=dict)  # per-model training defaults (lr, optimizer, ...)
+    # CPU batch inference through a torch.fx graph kept in oneDNN's blocked layout (predict/classifier.py): set
+    # only where measured faster than eager channels_last; it is for nets with few channels (lenet5: 6 and 16)
+    cpu_graph: bool = False
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register(name: str, family: str, description: str, min_size: int = 1, **train_defaults):
+def register(name: str, family: str, description: str, min_size: int = 1, cpu_graph: bool = False, **train_defaults):
     """Decorator: add a builder `fn(num_classes, in_chans, image_size, **kwargs) -> nn.Module`."""
     def wrap(fn):
-        _REGISTRY[name] = ModelEntry(name, family, description, fn, min_size, train_defaults)
+        _REGISTRY[name] = ModelEntry(name, family, description, fn, min_size, train_defaults, cpu_graph)
         return fn
     return wrap
 

@@ -1,6 +1,7 @@
 """A trained model ready to use: `digitlab.load(path).predict(images)`."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,28 @@ import torch
 from ..data import ImageData, normalize
 from ..device import memory_format, pick_device
 from ..errors import DigitlabError
+
+
+CPU_CHUNK = 256
+GRAPH_MIN_BATCH = 64  # below this the eager model answers sooner (lenet5: 17k vs 10k images/s at 8 per call)
+
+
+def _cpu_graph(model: torch.nn.Module | None, record: dict[str, Any]) -> torch.nn.Module | None:
+    """For models registered with cpu_graph: the same model as a torch.fx graph with BatchNorm folded into the convs
+    and activations kept in oneDNN's blocked layout from layer to layer (torch's optimize_for_inference, which works
+    on a copy). Outputs match the eager model to ~1e-7; None for other models, or if the model cannot be traced."""
+    from ..models import get_entry
+
+    try:
+        if model is None or not get_entry(record["model"]["name"]).cpu_graph:
+            return None
+        with warnings.catch_warnings():  # its torch.utils.mkldnn import warns that torch.jit is deprecated
+            warnings.simplefilter("ignore", FutureWarning)
+            from torch.fx.experimental.optimization import optimize_for_inference
+
+            return optimize_for_inference(model.eval())
+    except Exception:  # noqa: BLE001 - unknown or untraceable models keep the eager path
+        return None
 
 
 @dataclass
@@ -37,6 +60,7 @@ class Classifier:
         self.format = memory_format(self.device)
         self.model = model.to(self.device, memory_format=self.format).eval() if model is not None else None
         self.session = session  # an onnxruntime.InferenceSession when the backend is ONNX
+        self.graph = _cpu_graph(self.model, record) if self.device.type == "cpu" else None
         self.record = record
         self.classes: list[str] = record["classes"]
         self.input_shape: tuple[int, int, int] = tuple(record["input_shape"])  # type: ignore[assignment]
@@ -63,12 +87,16 @@ class Classifier:
         return self.record["model"]["name"]
 
     def _probs(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalised float batch -> class probabilities on the CPU, in chunks that keep memory flat."""
+        """Normalised float batch -> class probabilities on the CPU, in chunks: on CPU 256 images, whose activations
+        stay in cache (cnn 6.8k -> 10.8k images/s vs chunks of 512 on 2 cores), on a GPU 1024."""
         out = []
-        for i in range(0, x.shape[0], 1024):
-            chunk = x[i:i + 1024]
+        size = CPU_CHUNK if self.device.type == "cpu" else 1024
+        for i in range(0, x.shape[0], size):
+            chunk = x[i:i + size]
             if self.session is not None:
                 logits = torch.from_numpy(self.session.run(None, {"images": chunk.cpu().numpy()})[0])
+            elif self.graph is not None and len(chunk) >= GRAPH_MIN_BATCH:
+                logits = self.graph(chunk.contiguous())
             else:
                 logits = self.model(chunk.contiguous(memory_format=self.format))
             out.append(logits.float().softmax(1).cpu())
