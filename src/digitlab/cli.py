@@ -33,7 +33,7 @@ def _train_parser(sub) -> None:
     p.add_argument("--gamma", type=float, help="LR factor per epoch for --schedule step")
     p.add_argument("--label-smoothing", type=float)
     p.add_argument("--augment", help="none, light, strong (digits: affine warps; colour: crop + flip) or flip (crop + flip, any image)")
-    p.add_argument("--ema", type=float, help="EMA decay for the weights, e.g. 0.995 (0 = off)")
+    p.add_argument("--ema", type=float, help="decay of an EMA of the weights, e.g. 0.995, warmed up as (1+n)/(10+n) over the first steps; the EMA weights are evaluated and saved (0 = off)")
     p.add_argument("--val-split", type=float, help="fraction of train held out for validation (default 0.1)")
     p.add_argument("--early-stop", type=int, metavar="PATIENCE")
     p.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop before an epoch that would overrun this training time")

