@@ -207,3 +207,17 @@ def test_ema_warms_up_then_holds_its_decay():
     before = ema.module[0].weight.clone()
     ema.update_parameters(model)  # n > 990: (1 + n) / (10 + n) > 0.99, so the configured 0.99 applies
     assert torch.allclose(ema.module[0].weight, before * 0.99 + 2.0 * 0.01)
+
+
+def test_weights_from_a_differently_built_model_name_the_saving_version(tmp_path):
+    """A checkpoint whose weights don't fit the model this version builds (e.g. fastcnn before 0.2.0) is a one-line
+    error that says which digitlab saved it."""
+    from digitlab.models import create_model
+    from digitlab.train.checkpoint import save_model
+
+    model = create_model("lenet5")
+    record = {"model": {**model.digitlab_config, "name": "cnn"}, "classes": [str(i) for i in range(10)],
+              "input_shape": [1, 28, 28], "mean": [0.1307], "std": [0.3081], "digitlab_version": "0.0.1"}
+    save_model(tmp_path / "old.safetensors", model, record)
+    assert_user_error(run_cli("evaluate", str(tmp_path / "old.safetensors"), "--dataset", "mnist-sample"),
+                      "weights do not fit model 'cnn'", "saved by digitlab 0.0.1")

@@ -68,7 +68,14 @@ def load_model(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     try:
         model.load_state_dict(load_file(str(path)))
     except (SafetensorError, RuntimeError) as e:
-        raise DigitlabError(f"{path}: weights do not fit model '{cfg['name']}' ({str(e).splitlines()[0]})") from None
+        from .. import __version__
+
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        detail = (lines[1] if len(lines) > 1 else lines[0])[:160]  # e.g. "Missing key(s) in state_dict: ..."
+        saved = record.get("digitlab_version")
+        hint = (f"; it was saved by digitlab {saved} and this is {__version__}, whose '{cfg['name']}' may be built "
+                f"differently: load it with digitlab {saved} or retrain") if saved and saved != __version__ else ""
+        raise DigitlabError(f"{path}: weights do not fit model '{cfg['name']}' ({detail}){hint}") from None
     model.eval()
     return model, record
 
