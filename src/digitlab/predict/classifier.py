@@ -21,7 +21,8 @@ GRAPH_MIN_BATCH = 64  # below this the eager model answers sooner (lenet5: 17k v
 def _cpu_graph(model: torch.nn.Module | None, record: dict[str, Any]) -> torch.nn.Module | None:
     """For models registered with cpu_graph: the same model as a torch.fx graph with BatchNorm folded into the convs
     and activations kept in oneDNN's blocked layout from layer to layer (torch's optimize_for_inference, which works
-    on a copy). Outputs match the eager model to ~1e-7; None for other models, or if the model cannot be traced."""
+    on a copy made once, from the weights the Classifier is given). Outputs match the eager model to ~1e-7; None for
+    other models, or if the model cannot be traced."""
     from ..models import get_entry
 
     try:
