@@ -8,14 +8,16 @@ import torch
 import torch.nn.functional as F
 
 from ..data import ImageData, normalize
-from ..device import autocast, memory_format
+from ..device import autocast, inference_batch, memory_format
 
 
 @torch.inference_mode()
 def predict_logits(model: torch.nn.Module, images: torch.Tensor | Iterable[torch.Tensor], mean: torch.Tensor,
-                   std: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """Logits (N, K) as float32 on the CPU for uint8 images (N, C, H, W), or for an iterable of such batches."""
+                   std: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+    """Logits (N, K) as float32 on the CPU for uint8 images (N, C, H, W), or for an iterable of such batches.
+    `batch_size` None: the device's inference batch (256 on CPU, 1024 on a GPU)."""
     device = next(model.parameters()).device
+    batch_size = batch_size or inference_batch(device)
     fmt = memory_format(device)
     mean, std = mean.to(device), std.to(device)
     was_training = model.training
@@ -65,8 +67,9 @@ class EvalResult:
                 "per_class": self.per_class(), "confusion": self.confusion.tolist(), "classes": self.classes}
 
 
-def evaluate(model: torch.nn.Module, data: ImageData, mean, std, batch_size: int = 1024) -> EvalResult:
+def evaluate(model: torch.nn.Module, data: ImageData, mean, std, batch_size: int | None = None) -> EvalResult:
     mean_t, std_t = torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
+    batch_size = batch_size or inference_batch(next(model.parameters()).device)
     if isinstance(data, ImageData):
         logits, labels = predict_logits(model, data.images, mean_t, std_t, batch_size), data.labels.cpu()
     else:  # streamed from disk: unreadable files drop out, so the labels come with the batches
