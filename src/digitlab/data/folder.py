@@ -181,16 +181,15 @@ def load_folder(folder: Path, image_size: int | None = None, channels: int | Non
     size = image_size or DEFAULT_IMAGE_SIZE
     channels = channels or _guess_channels(split_dirs)
     listed = [_list_split(d, classes) for d in split_dirs]
-    needed = sum(len(paths) for paths, _ in listed) * channels * size * size
+    needed, budget = sum(len(paths) for paths, _ in listed) * channels * size * size, memory_budget()
     if stream is None:
-        stream = needed > memory_budget()
+        stream = needed > budget
     if stream:
         parts = [FolderImages(paths, torch.tensor(labels, dtype=torch.long), classes, size, channels, workers) for paths, labels in listed]
         if sum(len(p) for p in parts) == 0:
             raise DigitlabError(f"{folder}: no image files in the class sub-folders")
         train, test = parts if len(parts) == 2 else split_train_val(parts[0], 0.2, seed=0)
-        why = (f"{needed / 2**30:.1f} GB would not fit the in-memory budget of {memory_budget() / 2**30:.1f} GB"
-               if needed > memory_budget() else "as asked")
+        why = f"{needed / 2**30:.1f} GB would not fit the in-memory budget of {budget / 2**30:.1f} GB" if needed > budget else "as asked"
         source = (f"{folder} ({sum(len(p) for p in parts)} files, {size}x{size}, {channels} channel(s), streamed from disk by "
                   f"{train.workers} DataLoader worker(s): {why})")
         return train, test, source

@@ -1,6 +1,7 @@
 """A trained model ready to use: `digitlab.load(path).predict(images)`."""
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +61,6 @@ class Classifier:
         self.format = memory_format(self.device)
         self.model = model.to(self.device, memory_format=self.format).eval() if model is not None else None
         self.session = session  # an onnxruntime.InferenceSession when the backend is ONNX
-        self.graph = _cpu_graph(self.model, record) if self.device.type == "cpu" else None
         self.record = record
         self.classes: list[str] = record["classes"]
         self.input_shape: tuple[int, int, int] = tuple(record["input_shape"])  # type: ignore[assignment]
@@ -82,6 +82,12 @@ class Classifier:
         session, record = open_session(path)
         return cls(None, record, "cpu", session=session)
 
+    @functools.cached_property
+    def graph(self) -> torch.nn.Module | None:
+        """The CPU batch graph (see `_cpu_graph`), built on the first batch that uses it: 40-70 ms that a
+        one-photo `digitlab predict` or a server answering single drawings never pays."""
+        return _cpu_graph(self.model, self.record) if self.device.type == "cpu" else None
+
     @property
     def name(self) -> str:
         return self.record["model"]["name"]
@@ -94,7 +100,7 @@ class Classifier:
             chunk = x[i:i + size]
             if self.session is not None:
                 logits = torch.from_numpy(self.session.run(None, {"images": chunk.cpu().numpy()})[0])
-            elif self.graph is not None and len(chunk) >= GRAPH_MIN_BATCH:
+            elif len(chunk) >= GRAPH_MIN_BATCH and self.graph is not None:
                 logits = self.graph(chunk.contiguous())
             else:
                 logits = self.model(chunk.contiguous(memory_format=self.format))
@@ -102,7 +108,8 @@ class Classifier:
         return torch.cat(out)
 
     def _as_batch(self, images: Any) -> torch.Tensor:
-        """Any of (H,W), (C,H,W), (N,H,W), (N,C,H,W); uint8 0-255 or float 0-1 -> float batch in [0, 1]."""
+        """Any of (H,W), (C,H,W), (N,H,W), (N,C,H,W); uint8 0-255 or float 0-1 -> a (N, C, H, W) batch that
+        `predict_prepared` may normalise: uint8 as it is (normalising converts it in one pass), float as a copy."""
         x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
         c, h, w = self.input_shape
         if x.ndim == 2:
@@ -113,7 +120,7 @@ class Classifier:
             raise DigitlabError(f"expected images of shape ({c}, {h}, {w}) (single or batched), got {tuple(x.shape)}; "
                                 "for photos of any size use `digitlab predict`, which preprocesses them")
         if x.dtype == torch.uint8:
-            return x.float().div_(255.0)
+            return x
         x = x.float()
         if not torch.isfinite(x).all():
             raise DigitlabError("images contain NaN or infinite values")
@@ -125,8 +132,8 @@ class Classifier:
 
     @torch.inference_mode()
     def predict_prepared(self, x: torch.Tensor) -> Prediction:
-        """`predict` without the input checks, for a float batch in [0, 1] of the model's (N, C, H, W) that we made
-        ourselves (what `cut` returns); it is normalised in place."""
+        """`predict` without the input checks, for a uint8 batch or a float batch in [0, 1] of the model's (N, C, H, W)
+        that we made ourselves (what `cut` returns); a float batch is normalised in place."""
         probs = self._probs(normalize(x.to(self.device), self.mean, self.std))
         return Prediction(probs.argmax(1), probs, self.classes)
 
