@@ -91,3 +91,10 @@ def test_lenet5_computes_the_paper_order_conv_act_pool(activation, pool):
     sub = (lambda t: F.max_pool2d(t, 2)) if pool == "max" else (lambda t: F.avg_pool2d(t, 2))
     x = torch.randn(16, 1, 28, 28)
     assert torch.equal(model.features(x), sub(act(conv2(sub(act(conv1(x)))))))
+
+
+def test_registry_refuses_a_second_model_of_the_same_name():
+    from digitlab.models.registry import register
+
+    with pytest.raises(DigitlabError, match="already registered"):
+        register("lenet5", "lenet", "an impostor")

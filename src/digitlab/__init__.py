@@ -4,10 +4,11 @@
     >>> run = digitlab.train(model="lenet5", dataset="mnist", epochs=3)   # doctest: +SKIP
     >>> clf = digitlab.load(run.dir)                                        # doctest: +SKIP
     >>> clf.predict(images).labels                                          # doctest: +SKIP
+    >>> digitlab.load().read("number.jpg", multi=True).text                 # the shipped reader  # doctest: +SKIP
 """
 from __future__ import annotations
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 _LAZY = {
     "train": ("digitlab.train", None),

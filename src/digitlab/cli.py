@@ -155,6 +155,18 @@ def _expand_inputs(inputs: list[str]) -> list[str]:
     return out
 
 
+def _model_and_inputs(items: list[str]) -> tuple[str | None, list[str]]:
+    """`[MODEL] INPUT...`: the first item is the model when it names one (a run folder, checkpoint or .onnx file);
+    otherwise every item is an input and the shipped reader reads them."""
+    from .predict.classifier import is_model_path
+
+    if is_model_path(items[0]):
+        if len(items) == 1:
+            raise DigitlabError(f"{items[0]} is a model; name the images to read after it")
+        return items[0], items[1:]
+    return None, items
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     import csv
 
@@ -162,7 +174,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if args.top_k < 1:
         raise DigitlabError("--top-k must be at least 1")
-    clf = load(args.model, backend=args.backend)
+    model, inputs = _model_and_inputs(args.inputs)
+    clf = load(model, backend=args.backend)
     save_dir = Path(args.save_preprocessed) if args.save_preprocessed else None
     if save_dir:
         save_dir.mkdir(parents=True, exist_ok=True)
@@ -170,7 +183,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     writer = csv.writer(sys.stdout) if args.csv else None
     if writer:
         writer.writerow(["input", "label", "prob", "top_k", "error"])
-    for item in _expand_inputs(args.inputs):
+    for item in _expand_inputs(inputs):
         try:
             source = sys.stdin.buffer.read() if item == "-" else item
             if item != "-" and Path(item).is_dir():
@@ -273,7 +286,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .train.compare import compare
+    from .compare import compare
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     options = {k: getattr(args, k) for k in ("augment", "batch_size", "val_split", "threads", "device") if getattr(args, k) is not None}
@@ -391,8 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="read digits on photos or scans (MNIST-style preprocessing)",
                        description="Predict on image files. Digit models get the photo cleaned up the way MNIST was made "
                        "(ink found, cropped, scaled to 20 px, centred by mass). Exit code 3 when some inputs failed.")
-    p.add_argument("model", help="run folder, .safetensors checkpoint or exported .onnx file")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, globs or - for stdin")
+    p.add_argument("inputs", nargs="+", metavar="[MODEL] INPUT",
+                   help="optionally first a run folder, .safetensors checkpoint or exported .onnx file (default: the reader "
+                        "model that ships with digitlab), then image files, folders, globs or - for stdin")
     p.add_argument("--multi", action="store_true", help="the image holds a number written on one line: read every digit")
     p.add_argument("--top-k", type=int, default=3)
     fmt = p.add_mutually_exclusive_group()

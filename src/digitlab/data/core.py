@@ -69,6 +69,7 @@ class DataSplits:
     std: tuple[float, ...]
     source: str  # where the files came from, for humans
     notes: list[str] = field(default_factory=list)
+    checksums: dict[str, str] = field(default_factory=dict)  # file name -> md5 of the files read (for provenance)
 
     @property
     def classes(self) -> list[str]:

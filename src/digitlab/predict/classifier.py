@@ -13,6 +13,8 @@ import torch
 from ..data import ImageData, normalize
 from ..device import inference_batch, memory_format, pick_device
 from ..errors import DigitlabError
+from ..train.checkpoint import resolve_checkpoint
+from ..weights import reader_path
 
 
 GRAPH_MIN_BATCH = 64  # below this the eager model answers sooner (lenet5: 17k vs 10k images/s at 8 per call)
@@ -221,16 +223,29 @@ class Reading:
         return float(np.prod([d.prob for d in self.digits]))
 
 
-def load(path: str | Path, device: str = "cpu", backend: str = "torch") -> Classifier:
-    """Load a checkpoint file or run folder (torch), or an exported .onnx file (onnxruntime)."""
+def is_model_path(path: str | Path) -> bool:
+    """Whether a command-line argument names a model (a run folder, a checkpoint or an .onnx file) rather than an
+    image or a folder of images."""
     p = Path(path)
+    if p.is_dir():
+        return any((p / name).is_file() for name in ("best.safetensors", "last.safetensors"))
+    return p.suffix.lower() in (".safetensors", ".onnx")
+
+
+def load(path: str | Path | None = None, device: str = "cpu", backend: str = "torch") -> Classifier:
+    """Load a checkpoint file or run folder (torch), or an exported .onnx file (onnxruntime); with no path, the reader
+    model that ships with digitlab (digits 0-9 plus `not-digit`, trained for photos of handwriting)."""
     if backend not in ("torch", "onnx"):
         raise DigitlabError(f"unknown backend '{backend}'; choose torch or onnx")
+    if path is None:
+        if backend == "onnx":
+            raise DigitlabError("the shipped reader runs on the torch backend; export it first: digitlab export "
+                                "--out reader.onnx, then pass reader.onnx")
+        return Classifier.from_checkpoint(reader_path(), device)
+    p = Path(path)
     if p.suffix == ".onnx":
         return Classifier.from_onnx(p)
     if backend == "onnx":
-        from ..train.checkpoint import resolve_checkpoint
-
         onnx_path = resolve_checkpoint(p).with_suffix(".onnx")
         if not onnx_path.is_file():
             raise DigitlabError(f"no {onnx_path.name} beside the checkpoint; run `digitlab export {path}` first")

@@ -17,11 +17,11 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage as ndi
 
+from ..data.mnist_style import to_mnist
 from ..errors import DigitlabError
 
 MAX_PIXELS = 40_000_000  # larger images are refused (decompression bombs); a 12 MP phone photo is fine
 WORK_SIDE = 1024  # photos are analysed at most this many pixels on their longer side
-STROKE_RATIO = 0.13  # MNIST stroke width / longer side of the digit (median over training digits upscaled 10x)
 
 
 @dataclass
@@ -98,15 +98,6 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     mu1 = (m0[-1] - m0) / np.maximum(w1, 1)
     between = w0 * w1 * (mu0 - mu1) ** 2
     return float(centers[int(np.argmax(between[:-1]))])
-
-
-def stroke_width(mask: np.ndarray) -> float:
-    """Mean stroke width of a binary shape: twice its area over its perimeter (exact for long thin strokes)."""
-    area = mask.sum()
-    if area == 0:
-        return 0.0
-    perimeter = (mask & ~ndi.binary_erosion(mask)).sum()
-    return float(2 * area / max(perimeter, 1))
 
 
 def ink_map(gray: np.ndarray) -> np.ndarray:
@@ -196,38 +187,6 @@ def _main_shape(mask: np.ndarray) -> np.ndarray:
         near = abs((sy.start + sy.stop) / 2 - cy) < 0.8 * size and abs((sx.start + sx.stop) / 2 - cx) < 0.8 * size
         if near and area >= 0.03 * max(areas):
             out[sy, sx] |= m
-    return out
-
-
-def to_mnist(mask: np.ndarray, size: int = 28, box: int = 20) -> np.ndarray:
-    """A binary digit of any size -> size x size float image like MNIST's: stroke width normalised, longer side
-    scaled to `box` pixels with anti-aliasing, centred by centre of mass."""
-    ys, xs = np.nonzero(mask)
-    if len(ys) == 0:
-        return np.zeros((size, size), np.float32)
-    crop = mask[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
-    side = max(crop.shape)
-    target = STROKE_RATIO * side
-    width = stroke_width(crop)
-    pad = int(np.ceil(target)) + 2
-    crop = np.pad(crop, pad)
-    if width < 0.8 * target:  # thin pen: grow the strokes so they survive shrinking to 20 px
-        crop = ndi.distance_transform_edt(~crop) <= (target - width) / 2
-    elif width > 1.8 * target:  # felt marker: thin them a little
-        crop = ndi.distance_transform_edt(crop) > (width - 1.3 * target) / 2
-    ys, xs = np.nonzero(crop)
-    crop = crop[ys.min():ys.max() + 1, xs.min():xs.max() + 1].astype(np.float32)
-    h, w = crop.shape
-    f = box / max(h, w)
-    nh, nw = max(1, round(h * f)), max(1, round(w * f))
-    small = np.asarray(Image.fromarray(crop * 255).resize((nw, nh), Image.Resampling.LANCZOS if max(h, w) < box else Image.Resampling.BOX))
-    small = np.clip(small / 255.0, 0, 1).astype(np.float32)
-    out = np.zeros((size, size), np.float32)
-    total = float(small.sum())
-    cy, cx = (float(small.sum(1) @ np.arange(nh)) / total, float(small.sum(0) @ np.arange(nw)) / total) if total > 0 else (nh / 2, nw / 2)
-    top, left = int(round(size / 2 - cy)), int(round(size / 2 - cx))
-    top, left = int(np.clip(top, 0, size - nh)), int(np.clip(left, 0, size - nw))
-    out[top:top + nh, left:left + nw] = small
     return out
 
 

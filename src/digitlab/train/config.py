@@ -29,6 +29,14 @@ RECIPES: dict[str, dict[str, Any]] = {
     # slower EMA; measured 99.67% test (best validation epoch 13 of 16), 99.5% first reached after epoch 4
     "accurate": {"model": "fastcnn", "optimizer": "adamw", "lr": 4e-3, "weight_decay": 5e-4, "schedule": "onecycle",
                  "label_smoothing": 0.1, "augment": "light", "batch_size": 128, "epochs": 16, "ema": 0.998},
+    # the reader that ships inside the package (src/digitlab/weights/reader.safetensors): the fast recipe's net and
+    # optimiser, trained longer on MNIST plus a 'not-digit' class of wrong cuts (data/reject.py: pairs, parts of
+    # digits, digit + slice; 25% as many as the digits) under photo-like augmentation (data/batches.py
+    # reader_augment: rotation, shear, elastic, off-centre, stroke width, blur, low resolution). Seed fixed: the same
+    # command on the same data gives the same weights on the same machine type.
+    "reader": {"model": "fastcnn", "optimizer": "adamw", "lr": 4e-3, "weight_decay": 5e-4, "schedule": "onecycle",
+               "label_smoothing": 0.1, "augment": "reader", "batch_size": 128, "epochs": 12, "ema": 0.995, "reject": 0.25,
+               "seed": 0},
     # the official PyTorch MNIST example's recipe (its 2-conv net is digitlab's 'cnn'-like baseline)
     "pytorch-example": {"optimizer": "adadelta", "lr": 1.0, "schedule": "step", "gamma": 0.7, "batch_size": 64, "epochs": 14},
 }
@@ -53,6 +61,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     augment: str = "light"
     ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off
+    reject: float = 0.0  # digit datasets: add this fraction of 'not-digit' wrong cuts as an extra class (the reader)
     val_split: float = 0.1
     early_stop: int = 0  # patience in epochs; 0 = off
     time_budget: float = 0.0  # seconds of training; stop before an epoch that would overrun it; 0 = off
@@ -79,6 +88,7 @@ class TrainConfig:
             (self.lr is None or self.lr > 0, f"--lr must be positive, got {self.lr}"),
             (0 <= self.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {self.label_smoothing}"),
             (0 <= self.ema < 1, f"--ema must be in [0, 1), got {self.ema}"),
+            (0 <= self.reject <= 1, f"--reject must be in [0, 1], got {self.reject}"),
             (0 <= self.val_split < 1, f"--val-split must be in [0, 1), got {self.val_split}"),
             (self.early_stop >= 0, f"--early-stop must be >= 0, got {self.early_stop}"),
             (self.workers is None or self.workers >= 0, f"--workers must be >= 0, got {self.workers}"),

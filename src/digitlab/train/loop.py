@@ -23,14 +23,15 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .. import __version__
 from ..data import augment, epoch_order, iterate_batches, load_dataset, normalize
+from ..data.reject import with_reject_class
 from ..device import autocast, memory_format, pick_device
 from ..errors import DigitlabError
 from ..models import count_params, create_model
 from .checkpoint import atomic_write_text, load_state, save_model, save_state
 from .config import TrainConfig, read_config_file, resolve_config
 from .evaluate import EvalResult, evaluate
+from .record import run_record
 
 RESUMABLE_OVERRIDES = {"epochs", "device", "threads", "tensorboard", "early_stop", "compile", "stream", "workers"}
 
@@ -52,9 +53,6 @@ class Run:
     @property
     def test_accuracy(self) -> float | None:
         return self.test["accuracy"] if self.test else None
-
-
-DIGIT_DATASETS = ("mnist", "mnist-sample", "kmnist")  # ink on paper: photos get MNIST-style preprocessing
 
 
 def lr_at(cfg: TrainConfig, base_lr: float, step: int, total_steps: int, steps_per_epoch: int) -> float:
@@ -166,6 +164,8 @@ def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None
 
     data = load_dataset(cfg.dataset, root=cfg.data_root, val_split=cfg.val_split, seed=cfg.seed, image_size=cfg.image_size,
                         channels=cfg.channels, stream=cfg.stream or None, workers=cfg.workers)
+    if cfg.reject:
+        data = with_reject_class(data, cfg.reject, cfg.seed)
     c, h, w = data.input_shape
     if h != w:
         raise DigitlabError(f"images are {h}x{w}; digitlab models take square images, pass --image-size")
@@ -199,9 +199,7 @@ def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None
     mean = torch.tensor(data.mean, device=device)
     std = torch.tensor(data.std, device=device)
     eval_model = ema.module if ema is not None else model
-    record = {"model": model.digitlab_config, "classes": data.classes, "input_shape": [c, h, w], "mean": list(data.mean),
-              "std": list(data.std), "dataset": data.name, "digitlab_version": __version__,
-              "preprocess": "digits" if data.name in DIGIT_DATASETS else "resize"}
+    record = run_record(cfg, data, model)
     writer = None
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -4,17 +4,21 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib
+import torch
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+
+def new_figure(rows: int = 1, cols: int = 1, **kwargs):
+    """A figure that belongs to no GUI backend and no pyplot state (a notebook's own plots are left alone):
+    (fig, axes), like plt.subplots."""
+    fig = Figure(figsize=kwargs.pop("figsize", None))
+    return fig, fig.subplots(rows, cols, **kwargs)
 
 
 def plot_curves(history: list[dict], path: Path) -> None:
     """Loss and accuracy, train vs validation, per epoch."""
     epochs = [h["epoch"] for h in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (ax_loss, ax_acc) = new_figure(1, 2, figsize=(10, 4))
     for key, style in (("train", "-o"), ("val", "-s")):
         if any(h.get(f"{key}_loss") is not None for h in history):
             ax_loss.plot(epochs, [h.get(f"{key}_loss") for h in history], style, label=key, markersize=3)
@@ -26,12 +30,11 @@ def plot_curves(history: list[dict], path: Path) -> None:
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def plot_confusion(confusion: torch.Tensor, classes: list[str], path: Path, title: str = "Confusion matrix (test)") -> None:
     k = len(classes)
-    fig, ax = plt.subplots(figsize=(max(5, 0.55 * k + 2), max(4.5, 0.55 * k + 1.5)))
+    fig, ax = new_figure(figsize=(max(5, 0.55 * k + 2), max(4.5, 0.55 * k + 1.5)))
     ax.imshow(confusion.float().log1p().numpy(), cmap="Blues")
     for i in range(k):
         for j in range(k):
@@ -43,7 +46,6 @@ def plot_confusion(confusion: torch.Tensor, classes: list[str], path: Path, titl
     ax.set_yticklabels(classes)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def plot_grid(images: torch.Tensor, titles: list[str], path: Path, colors: list[str] | None = None, cols: int = 10,
@@ -52,7 +54,7 @@ def plot_grid(images: torch.Tensor, titles: list[str], path: Path, colors: list[
     n = images.shape[0]
     cols = min(cols, max(n, 1))
     rows = max(1, math.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(1.25 * cols, 1.45 * rows + (0.4 if suptitle else 0)), squeeze=False)
+    fig, axes = new_figure(rows, cols, figsize=(1.25 * cols, 1.45 * rows + (0.4 if suptitle else 0)), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i >= n:
@@ -67,4 +69,3 @@ def plot_grid(images: torch.Tensor, titles: list[str], path: Path, colors: list[
         fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -17,9 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import matplotlib
+import numpy as np
 import torch
 
-from ..errors import DigitlabError
+from .data import load_dataset
+from .errors import DigitlabError
+from .models import get_entry, summary
+from .predict import load
+from .train import train
+from .train.checkpoint import atomic_write_text
+from .train.plots import new_figure
 
 TARGET = 0.99  # "time to 99%" column
 
@@ -60,8 +68,6 @@ def compare(models: list[str], dataset: str = "mnist", epochs: int | None = None
             **train_options: Any) -> list[ModelResult]:
     """Train every model (for every seed) under the same conditions, then write compare.md/csv/json, the charts
     and report.html into `out`. A model that fails is reported with its error; the others go on."""
-    from ..models import get_entry
-    from .loop import train
 
     if not models:
         raise DigitlabError("--models needs at least one model name")
@@ -105,9 +111,6 @@ def compare(models: list[str], dataset: str = "mnist", epochs: int | None = None
 
 def _collect(result: ModelResult) -> None:
     """Read each run's own files; measure inference speed once on the first seed's best checkpoint."""
-    from ..data import load_dataset
-    from ..models import summary
-    from ..predict import load
 
     vals, per_epoch, to_target = [], [], []
     for run_dir in result.runs:
@@ -161,7 +164,6 @@ def markdown_table(results: list[ModelResult]) -> str:
 
 
 def write_outputs(out: Path, results: list[ModelResult], settings: dict[str, Any]) -> None:
-    from .checkpoint import atomic_write_text
 
     table = markdown_table(results)
     atomic_write_text(out / "compare.md", f"# Model comparison\n\nSettings: {json.dumps(settings)}\n\n{table}\n")
@@ -177,19 +179,14 @@ def write_outputs(out: Path, results: list[ModelResult], settings: dict[str, Any
 
 
 def plot_charts(out: Path, results: list[ModelResult]) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
 
     if not results:
         return []
     paths = []
     names = [r.model for r in results]
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
 
-    fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(results) + 2), 4))
+    fig, ax = new_figure(figsize=(max(5, 1.1 * len(results) + 2), 4))
     means = [100 * r.test_mean for r in results]
     ax.bar(names, means, yerr=[100 * r.test_std for r in results], capsize=6, color=colors[: len(results)])
     low = min(m - 100 * r.test_std for m, r in zip(means, results))
@@ -209,7 +206,7 @@ def plot_charts(out: Path, results: list[ModelResult]) -> list[Path]:
          "Validation curves (seed 0)"),
     ]
     for filename, x, y, xlabel, ylabel, title in curves:
-        fig, ax = plt.subplots(figsize=(6.5, 4))
+        fig, ax = new_figure(figsize=(6.5, 4))
         for i, (name, hist) in enumerate(histories.items()):
             ax.plot([x(e) for e in hist], [100 * y(e) for e in hist], "o-", color=colors[i % len(colors)], label=name)
         ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
@@ -219,7 +216,7 @@ def plot_charts(out: Path, results: list[ModelResult]) -> list[Path]:
 
     classes = results[0].classes or []
     grid = np.array([[100 * v for v in (r.per_class_recall or [])] for r in results])
-    fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(classes) + 2), 0.55 * len(results) + 1.8))
+    fig, ax = new_figure(figsize=(max(6, 0.7 * len(classes) + 2), 0.55 * len(results) + 1.8))
     im = ax.imshow(grid, cmap="viridis", aspect="auto", vmin=min(grid.min(), 99.9), vmax=100)
     ax.set_xticks(range(len(classes)), classes, rotation=45 if max(map(len, classes)) > 2 else 0, ha="right" if max(map(len, classes)) > 2 else "center")
     ax.set_yticks(range(len(results)), names)
@@ -232,11 +229,8 @@ def plot_charts(out: Path, results: list[ModelResult]) -> list[Path]:
 
 
 def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -247,7 +241,6 @@ def _img(path: Path, alt: str) -> str:
 
 def write_html(out: Path, results: list[ModelResult], settings: dict[str, Any], table: str, charts: list[Path]) -> None:
     """One self-contained page: the table, the charts and every model's confusion matrix and worst mistakes."""
-    from .checkpoint import atomic_write_text
 
     lines = [line for line in table.splitlines() if not line.startswith("|---")]
     cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
