@@ -3,7 +3,7 @@
     python benchmarks/predict_photos.py RUN [--singles 1000] [--numbers 300] [--seed 0]
 
 RUN is a model trained by `digitlab train` (default lenet5 or cnn on MNIST). The photos are MNIST *test* digits
-rendered as ink on paper and photographed (benchmarks/photo_digits.py), made fresh from the seed.
+rendered as ink on paper and photographed (tests/photo_digits.py), made fresh from the seed.
 Prints single-digit accuracy and whole-number exact match for both paths, and the ratio.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from photo_digits import make_photos  # noqa: E402
 
 from digitlab import load, load_dataset  # noqa: E402
