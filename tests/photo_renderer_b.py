@@ -339,6 +339,8 @@ def contact_sheet(photos: list[Photo], path: str | Path, cols: int = 6, cell: in
     draw = ImageDraw.Draw(sheet)
     for i, p in enumerate(photos):
         im = Image.open(io.BytesIO(p.data)).convert("RGB")
+        k = max(1, (cell - 4) // max(im.size))  # tiny photos are blown up, pixels kept square
+        im = im.resize((im.size[0] * k, im.size[1] * k), Image.Resampling.NEAREST)
         im.thumbnail((cell - 4, cell - 4))
         x, y = (i % cols) * cell, (i // cols) * (cell + 16)
         sheet.paste(im, (x + 2, y + 2))
