@@ -10,7 +10,9 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
 import io
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -97,6 +99,13 @@ def make_lowres(images: np.ndarray, labels: np.ndarray, seed: int, singles: int,
 
 @functools.lru_cache(maxsize=1)
 def _uci() -> tuple[np.ndarray, np.ndarray]:
+    """The 1,797 UCI digits (0-1 coverage) and labels, read from the CSV scikit-learn ships: importing sklearn
+    itself takes seconds; load_digits is the fallback should the file move."""
+    spec = importlib.util.find_spec("sklearn")
+    csv = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz" if spec and spec.origin else None
+    if csv is not None and csv.is_file():
+        table = np.loadtxt(csv, delimiter=",", dtype=np.float32)
+        return table[:, :64].reshape(-1, 8, 8) / 16.0, table[:, 64].astype(int)
     from sklearn.datasets import load_digits
 
     d = load_digits()
