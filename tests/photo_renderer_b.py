@@ -235,7 +235,7 @@ def _lighting(hc: int, wc: int, rng: np.random.Generator) -> tuple[np.ndarray, n
     if rng.random() < 0.3:  # a hard-edged shadow (a phone, a head) over part of the page
         a = rng.uniform(0, 2 * np.pi)
         side = (xx - rng.uniform(0.2, 0.8) * xx.max()) * np.cos(a) + (yy - rng.uniform(0.2, 0.8) * yy.max()) * np.sin(a)
-        light = light * (1 - rng.uniform(0.25, 0.5) / (1 + np.exp(-side * max(hc, wc) / rng.uniform(1, 4))))
+        light = light * (1 - rng.uniform(0.25, 0.5) * 0.5 * (1 + np.tanh(side * max(hc, wc) / rng.uniform(2, 8))))
         notes.append("hard shadow")
     glare = np.zeros_like(xx)
     if rng.random() < 0.15:
@@ -272,8 +272,8 @@ def _shoot(ink: np.ndarray, v: np.ndarray, u: np.ndarray, paper: dict, pen: floa
     tone = np.float32(PAPERS["sticky note" if kind == "sticky note" else str(rng.choice(["white", "cream", "recycled"]))])
     ink_name = str(rng.choice(list(INKS), p=[0.3, 0.3, 0.15, 0.1, 0.15]))
     if ink_name == "pencil":  # graphite: lighter, and grainy along the stroke
-        grain = ndi.gaussian_filter(rng.random(ink.shape, np.float32), 0.7)
-        ink = ink * rng.uniform(0.6, 0.9) * np.clip(0.6 + 0.8 * (grain - grain.mean()) / max(grain.std(), 1e-6) * 0.25 + 0.4, 0, 1)
+        grain = ndi.gaussian_filter(rng.standard_normal(ink.shape, np.float32), 0.7)
+        ink = ink * rng.uniform(0.6, 0.9) * np.clip(0.85 + 0.25 * grain / max(float(grain.std()), 1e-6), 0.3, 1)
     img = tone * (1 - rules[..., None] * (1 - rule_rgb)) * (1 - ink[..., None] * (1 - np.float32(INKS[ink_name])))
     notes = [kind, f"{ink_name} ink"]
     thumb = _thumb(ink, rng) if rng.random() < 0.25 else None
