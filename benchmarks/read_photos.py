@@ -2,6 +2,7 @@
 
     python benchmarks/read_photos.py [MODEL] [--set a,b,c,uci] [--singles 300] [--numbers 100] [--seed 0]
                                      [--split test|val] [--timing 30] [--show-errors N] [--sheets DIR]
+                                     [--breakdown N]
 
 Sets, each reported on its own rows:
   a    tests/photo_digits.py: MNIST test digits as ink on paper, photographed (numbers of 2-6 digits)
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -134,6 +136,32 @@ def median_size(batch: list[Photo]) -> str:
     return f"{int(np.median([s[0] for s in sizes]))}x{int(np.median([s[1] for s in sizes]))}" if sizes else "n/a"
 
 
+def conditions(singles: list[Photo], one: list[str], numbers: list[Photo], many: list[str]) -> dict[str, list[list[bool]]]:
+    """Right/wrong per photo under each condition its description names ('thumb', 'graph', 'pencil ink', a font):
+    the parts of `Photo.kind` that carry no number (sizes, blur, JPEG quality are left out)."""
+    out: dict[str, list[list[bool]]] = {}
+    for column, (batch, texts) in enumerate(((singles, one), (numbers, many))):
+        for p, t in zip(batch, texts):
+            for part in p.kind.split(","):
+                part = part.strip()
+                if part and (" " not in part or not re.search(r"\d", part)):
+                    out.setdefault(part, [[], []])[column].append(t == p.label)
+    return out
+
+
+def breakdown(results: list[dict], least: int) -> None:
+    """Accuracy under each condition seen at least `least` times, worst first (singles and numbers pooled for the
+    order): where the reader loses."""
+    for r in results:
+        rows = [(name, s, n) for name, (s, n) in r["conditions"].items() if len(s) + len(n) >= least]
+        rows.sort(key=lambda row: np.mean(row[1] + row[2]))
+        print(f"\n| set {r['set']}: condition | single digits right | numbers exactly right |")
+        print("|---|---|---|")
+        for name, s, n in rows:
+            cell = lambda v: f"{100 * np.mean(v):.0f}% of {len(v)}" if v else "-"  # noqa: E731
+            print(f"| {name} | {cell(s)} | {cell(n)} |")
+
+
 def measure(clf, set_name: str, args: argparse.Namespace) -> dict | None:
     """Generate one set, score both paths, time `read`; None (with a note) when the set cannot be made here."""
     t0 = time.perf_counter()
@@ -154,6 +182,7 @@ def measure(clf, set_name: str, args: argparse.Namespace) -> dict | None:
         "t_single": ms(one.seconds), "t_six": ms(six.seconds),
         "size_single": median_size(singles), "size_six": median_size(timing),
     }
+    result["conditions"] = conditions(singles, one.texts, numbers, many.texts)
     wrong = [(p, t) for p, t in zip(singles + numbers, one.texts + many.texts) if t != p.label]
     for p, t in wrong[:args.show_errors]:
         print(f"  [{set_name}] {p.label} read as {t!r}  ({p.kind})", file=sys.stderr)
@@ -206,6 +235,8 @@ def main() -> None:
     ap.add_argument("--timing", type=int, default=30, help=f"extra {TIMING_DIGITS}-digit number photos to time per set")
     ap.add_argument("--show-errors", type=int, default=0, help="print this many misread photos per set")
     ap.add_argument("--sheets", help="write a contact sheet of misread photos per set into this folder")
+    ap.add_argument("--breakdown", type=int, default=0, metavar="N",
+                    help="also print accuracy per condition (paper, ink, light, thumb, font ...) seen in N+ photos")
     args = ap.parse_args()
     chosen = [s.strip() for s in args.set.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in SETS]
@@ -216,6 +247,8 @@ def main() -> None:
     clf.read(make_photos(*mnist_pool("val"), 1, 0, seed=10**7)[0][0].data)  # warm-up, not timed
     results = [r for r in (measure(clf, s, args) for s in chosen) if r is not None]
     report(results, clf, args)
+    if args.breakdown:
+        breakdown(results, args.breakdown)
 
 
 if __name__ == "__main__":

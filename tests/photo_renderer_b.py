@@ -315,7 +315,7 @@ def photo_b(text: str, font: str, rng: np.random.Generator, height: float | None
     data, desc = _shoot(ink, v, u, paper, float(np.median([p[1] for p in parts])), rng)
     name = Path(font).stem
     broken = " broken stroke," if any(p[2] for p in parts) else ""
-    return Photo(data, text, f"{len(text)} digit{'s' if len(text) > 1 else ''} {height:.0f}px {name},{broken} tilt {tilt:.0f}, {desc}")
+    return Photo(data, text, f"{len(text)} digit{'s' if len(text) > 1 else ''} {height:.0f}px, {name},{broken} tilt {tilt:.0f}, {desc}")
 
 
 def make_photos_b(seed: int, singles: int, numbers: int, min_digits: int = 2, max_digits: int = 8,
