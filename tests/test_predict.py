@@ -11,10 +11,10 @@ import torch
 from PIL import Image
 
 import digitlab
-from benchmarks.photo_digits import make_photos, single_photo
 from conftest import REAL_DATA, assert_user_error, run_cli
 from digitlab.errors import DigitlabError
 from digitlab.predict.preprocess import MAX_PIXELS, digit_to_mnist, naive_28x28, open_image, segment_digits
+from photo_digits import make_photos, single_photo
 
 
 def _stroke_digit(kind: str, size: int = 200) -> np.ndarray:
@@ -105,7 +105,7 @@ def photos():
 
 def test_photos_of_real_mnist_digits_are_read(mnist_model, photos):
     """The measured goal in small: a 2-epoch lenet5 reads synthetic photos of MNIST test digits; the naive
-    'resize to 28x28' path does not (benchmarks/predict_photos.py measures the full set)."""
+    'resize to 28x28' path does not (benchmarks/read_photos.py measures the full set)."""
     clf = digitlab.load(mnist_model)
     singles, numbers = photos
     ours = np.mean([clf.read(p.data).text == p.label for p in singles])

@@ -5,7 +5,7 @@ blue ink, a thin pen or a thick one, digit size (~40-250 px) in a larger canvas,
 up to +-12 degrees, blur, sensor noise, JPEG compression, grayscale or colour files. Lines of 2-6 digits make
 whole numbers. The images are made on the fly from a seed; none are stored.
 
-Used by tests/test_predict.py (a few dozen images) and benchmarks/predict_photos.py (the measured goal).
+Used by tests/test_predict.py (a few dozen images) and benchmarks/read_photos.py (set a of the measured goal).
 """
 from __future__ import annotations
 
@@ -136,7 +136,7 @@ def make_photos(images: np.ndarray, labels: np.ndarray, n_single: int, n_numbers
     return singles, numbers
 
 
-if __name__ == "__main__":  # write a few examples to look at: python benchmarks/photo_digits.py OUT_DIR
+if __name__ == "__main__":  # write a few examples to look at: python tests/photo_digits.py OUT_DIR
     import sys
     from pathlib import Path
 
