@@ -91,15 +91,27 @@ def reject_samples(images: torch.Tensor, n: int, seed: int) -> torch.Tensor:
     return torch.from_numpy(out)[:, None]
 
 
+def renormalised(images: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
+    """A copy of the digits in which a random `fraction` went through `to_mnist` (binarised, stroke width and box
+    normalised) like every cut the reader will see. Without this the "not-digit" class, whose samples all went
+    through it, could learn "looks re-normalised" as its cue instead of "is not one digit"."""
+    pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:round(fraction * len(images))]
+    out = images.clone()
+    masks = images[pick, 0].numpy() > 127
+    out[pick, 0] = torch.from_numpy(np.stack([np.round(to_mnist(m) * 255) for m in masks]).astype(np.uint8)) if len(pick) else out[pick, 0]
+    return out
+
+
 def _extend(data: ImageData, n: int, seed: int, classes: list[str]) -> ImageData:
     extra = reject_samples(data.images, n, seed)
     labels = torch.full((len(extra),), len(classes) - 1, dtype=torch.long)
-    return ImageData(torch.cat([data.images, extra]), torch.cat([data.labels, labels]), classes)
+    return ImageData(torch.cat([renormalised(data.images, 0.5, seed), extra]), torch.cat([data.labels, labels]), classes)
 
 
 def with_reject_class(splits: DataSplits, fraction: float, seed: int) -> DataSplits:
     """The same splits with a `not-digit` class: `fraction` x len(train) wrong cuts added to train (and likewise to
-    validation, from its own digits). The test set keeps its digits only, scored against all 11 classes, so a digit
+    validation, from its own digits), and half of the digits re-normalised the same way (`renormalised`). The test
+    set keeps its digits only, scored against all 11 classes, so a digit
     called `not-digit` counts as a mistake. Normalisation stays the dataset's (MNIST's)."""
     if not isinstance(splits.train, ImageData):
         raise DigitlabError("a reject class needs the data in memory; it is not available for streamed folders")

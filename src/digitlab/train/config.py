@@ -35,7 +35,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     # reader_augment: rotation, shear, elastic, off-centre, stroke width, blur, low resolution). Seed fixed: the same
     # command on the same data gives the same weights on the same machine type.
     "reader": {"model": "fastcnn", "optimizer": "adamw", "lr": 4e-3, "weight_decay": 5e-4, "schedule": "onecycle",
-               "label_smoothing": 0.1, "augment": "reader", "batch_size": 128, "epochs": 12, "ema": 0.995, "reject": 0.25,
+               "label_smoothing": 0.1, "augment": "reader", "batch_size": 128, "epochs": 10, "ema": 0.995, "reject": 0.25,
                "seed": 0},
     # the official PyTorch MNIST example's recipe (its 2-conv net is digitlab's 'cnn'-like baseline)
     "pytorch-example": {"optimizer": "adadelta", "lr": 1.0, "schedule": "step", "gamma": 0.7, "batch_size": 64, "epochs": 14},
