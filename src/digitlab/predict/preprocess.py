@@ -22,6 +22,7 @@ from ..errors import DigitlabError
 
 MAX_PIXELS = 40_000_000  # larger images are refused (decompression bombs); a 12 MP phone photo is fine
 WORK_SIDE = 1024  # photos are analysed at most this many pixels on their longer side
+UPSCALE_BELOW = 160  # smaller images (a digit 8-12 px tall, an MNIST-sized crop) are upscaled to about this first
 
 
 @dataclass
@@ -100,11 +101,12 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     return float(centers[int(np.argmax(between[:-1]))])
 
 
-def ink_map(gray: np.ndarray) -> np.ndarray:
+def ink_map(gray: np.ndarray, uniform_light: bool | None = None) -> np.ndarray:
     """How much ink each pixel holds, in [0, 1], with paper tone, lighting gradients and shadows removed.
     The background is whichever polarity the majority of pixels has; on light paper ink is 1 - image/background
-    (lighting multiplies), on a dark background (chalk, MNIST itself) it is image - background."""
-    if max(gray.shape) <= 64:  # a small, tightly cropped image (MNIST-sized, an icon): lighting is uniform
+    (lighting multiplies), on a dark background (chalk, MNIST itself) it is image - background. `uniform_light`
+    (default: images of at most 64 px) skips the lighting model for small, tightly cropped images."""
+    if uniform_light if uniform_light is not None else max(gray.shape) <= 64:  # MNIST-sized, an icon
         lo, q25, q50, q75, hi = np.percentile(gray, [0.02, 25, 50, 75, 99.98])  # one sort for all of them
         light_background = q50 - lo > hi - q50
         return _ink(gray, q75 if light_background else q25, light_background)
@@ -149,7 +151,12 @@ def clean(source: str | Path | bytes | Image.Image | np.ndarray) -> Cleaned:
         gray, scale = (arr.mean(-1) if arr.ndim == 3 else arr), 1.0
     else:
         gray, scale = to_gray(source if isinstance(source, Image.Image) else open_image(source))
-    ink = ink_map(gray)
+    uniform_light = max(gray.shape) <= 64
+    if max(gray.shape) < UPSCALE_BELOW:  # strokes 1-2 px wide would not survive the noise filter or the threshold
+        f = -(-UPSCALE_BELOW // max(gray.shape))
+        gray = np.asarray(Image.fromarray(gray).resize((gray.shape[1] * f, gray.shape[0] * f), Image.Resampling.BICUBIC))
+        scale /= f
+    ink = ink_map(gray, uniform_light)
     # the paper's own noise level (median and MAD of the ink map, which is mostly paper) is the floor; above it
     # Otsu separates stroke cores from their soft edges, and half of that keeps the edges
     med = _median(ink)
@@ -173,13 +180,20 @@ def _components(mask: np.ndarray) -> list[tuple[slice, slice, np.ndarray]]:
     return [(sl[0], sl[1], labels[sl] == i + 1) for i, sl in enumerate(ndi.find_objects(labels))]
 
 
+def _touches_border(sy: slice, sx: slice, shape: tuple[int, ...]) -> bool:
+    return sy.start == 0 or sx.start == 0 or sy.stop >= shape[0] or sx.stop >= shape[1]
+
+
 def _main_shape(mask: np.ndarray) -> np.ndarray:
-    """For a single digit: the biggest component plus pieces near it (broken strokes); stray marks elsewhere go."""
+    """For a single digit: the biggest component plus pieces near it (broken strokes); stray marks elsewhere go.
+    Shapes cut by the photo's edge (a thumb, a shadow's edge, the paper's edge) lose to a digit-sized shape inside
+    it: people centre what they photograph."""
     comps = _components(mask)
     if len(comps) <= 1:
         return mask
     areas = [c[2].sum() for c in comps]
-    ys, xs, _ = comps[int(np.argmax(areas))]
+    inside = [a if not _touches_border(sy, sx, mask.shape) else 0 for (sy, sx, _), a in zip(comps, areas)]
+    ys, xs, _ = comps[int(np.argmax(inside if max(inside) >= 0.25 * max(areas) else areas))]
     size = max(ys.stop - ys.start, xs.stop - xs.start)
     cy, cx = (ys.start + ys.stop) / 2, (xs.start + xs.stop) / 2
     out = np.zeros_like(mask)
