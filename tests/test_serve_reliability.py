@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from digitlab.cli import main as cli_main  # noqa: E402
 from digitlab.serve.app import ErrorDetail, create_app, json_depth  # noqa: E402
-from digitlab.serve.workers import handoff_protocol, listen, server_config, url  # noqa: E402
+from digitlab.serve.server import handoff_protocol, listen, url, uvicorn_config  # noqa: E402
 from test_serve import drawn_digit, make_checkpoint, png  # noqa: E402
 
 _TMP = tempfile.TemporaryDirectory()
@@ -113,7 +113,7 @@ def test_handoff_protocol_serves_an_accepted_connection():
     """workers.handoff_protocol is the one use of uvicorn beyond its public API: if an upgrade breaks it, this says so."""
     import uvicorn
 
-    server = uvicorn.Server(server_config(APP))
+    server = uvicorn.Server(uvicorn_config(APP, 10))
     closed = []
 
     async def exchange() -> bytes:
@@ -193,6 +193,20 @@ def test_slow_body_gets_408_and_the_connection_is_closed(server):
     _slow_body(port, then_close=True)  # a client that vanishes mid-body
     time.sleep(1.5)
     assert _healthy(port) and "Traceback" not in log.read_text(), log.read_text()
+
+
+def test_trickled_request_head_is_cut_off(server):
+    """A client that opens a connection and never finishes its headers loses it after --timeout (1 s here)."""
+    port, _, log = server
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nhost: t\r\nx-slow: ")
+        t0 = time.perf_counter()
+        assert s.recv(4096) == b""  # closed by the server, no answer
+        assert 0.5 < time.perf_counter() - t0 < 8
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:  # a prompt client on a fresh connection
+        s.sendall(b"GET /healthz HTTP/1.1\r\nhost: t\r\n\r\n")
+        assert s.recv(4096).startswith(b"HTTP/1.1 200")
+    assert "Traceback" not in log.read_text(), log.read_text()
 
 
 def _rss_kb(pid: int) -> int:

@@ -234,7 +234,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
         from .serve.app import create_app
-        from .serve.workers import listen, serve_balanced, serve_one, url
+        from .serve.server import listen, serve_one, url
+        from .serve.workers import serve_balanced
     except ImportError:
         raise DigitlabError("serving needs the serve extra: pip install 'digitlab[serve]'") from None
     import torch
@@ -250,7 +251,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         del app
         serve_balanced([str(Path(m).resolve()) for m in args.models], listener, args.workers, args.threads, args.timeout)
     else:
-        serve_one(app, listener)
+        serve_one(app, listener, args.timeout)
     return 0
 
 
@@ -411,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="1-65535, or 0 for any free port (default 8000)")
     p.add_argument("--threads", type=int, default=1, help="PyTorch CPU threads per worker (default 1)")
     p.add_argument("--workers", type=int, default=1, help="server processes (e.g. one per CPU core)")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds a request body may take to arrive (default 30)")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds a request head or body may take to arrive (default 30)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("inspect", help="feature maps of every conv layer and the first-layer filters, as PNGs")

@@ -1,81 +1,23 @@
-"""Running the app: bind the port first (so a bad or busy port is one clear error and the address we print is the
-one we listen on), then serve it in this process or, with `--workers N`, in N processes sharing connections evenly.
+"""`digitlab serve --workers N`: N server processes with the connections shared out evenly.
 
 uvicorn's own `--workers` share one listening socket and each process accepts every connection that is waiting,
 so a handful of keep-alive clients can land 6:2 on two processes, and the busy one sets everyone's latency. Here
 the parent accepts each connection and hands its file descriptor (SCM_RIGHTS over a Unix socket pair) to the
 worker with the fewest open connections; workers tell the parent when a connection closes. Each worker runs a
-`uvicorn.Server` (public API: signals, graceful shutdown) and feeds it the connections it is given through
-`handoff_protocol`, the one place that reaches past uvicorn's public API.
+`uvicorn.Server` (signals, graceful shutdown) fed through `server.handoff_protocol`.
 """
 from __future__ import annotations
 
 import asyncio
 import multiprocessing
-import os
 import selectors
 import signal
 import socket
-from typing import Any, Callable
 
 from ..errors import DigitlabError
+from .server import handoff_protocol, uvicorn_config
 
 READY, CLOSED, FAILED = b"r", b"-", b"E"
-KEEP_ALIVE = 5  # seconds an idle keep-alive connection stays open between requests
-
-
-def listen(host: str, port: int) -> socket.socket:
-    """A listening socket on host:port (port 0: any free one), or a DigitlabError saying why not."""
-    if not 0 <= port <= 65535:
-        raise DigitlabError(f"--port must be 1-65535 (or 0 for any free port), not {port}")
-    try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
-    except socket.gaierror as e:
-        raise DigitlabError(f"cannot listen on {host}:{port}: unknown host ({e.strerror})") from None
-    try:
-        return socket.create_server((host, port), family=family, backlog=2048)
-    except OSError as e:
-        reason = os.strerror(e.errno) if e.errno else str(e)  # create_server's strerror also repeats the address
-        raise DigitlabError(f"cannot listen on {host}:{port} ({reason}); try another --port") from None
-
-
-def url(sock: socket.socket) -> str:
-    """http://host:port/ of a bound socket: the real port when 0 was asked for."""
-    host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
-
-
-def server_config(app: Any) -> Any:
-    """The uvicorn settings every process uses."""
-    import uvicorn
-
-    return uvicorn.Config(app, log_level="warning", lifespan="off", timeout_keep_alive=KEEP_ALIVE)
-
-
-def serve_one(app: Any, sock: socket.socket) -> None:
-    """Serve the app on an already bound socket in this process until interrupted (uvicorn's public API)."""
-    import uvicorn
-
-    uvicorn.Server(server_config(app)).run(sockets=[sock])
-
-
-def handoff_protocol(server: Any, on_close: Callable[[], None]) -> Callable[[], asyncio.Protocol]:
-    """A factory of uvicorn HTTP protocols for connections accepted elsewhere, for `loop.connect_accepted_socket`.
-
-    uvicorn has no public call that serves an accepted connection (`Server.serve(sockets=...)` wants listening
-    sockets), so this builds its protocol the way `Server.startup` does: the class `Config.load()` picked, with the
-    server's state, so `server.shutdown()` still closes these connections. tests/test_serve_reliability.py runs
-    this on a socket pair and fails loudly if an uvicorn upgrade changes any of it."""
-    config = server.config
-    if not config.loaded:
-        config.load()
-
-    class Handoff(config.http_protocol_class):  # type: ignore[misc, name-defined]
-        def connection_lost(self, exc: Exception | None) -> None:
-            super().connection_lost(exc)
-            on_close()
-
-    return lambda: Handoff(config=config, server_state=server.server_state, app_state={})
 
 
 def _worker(models: list[str], threads: int, body_timeout: float, channel: socket.socket) -> None:
@@ -91,7 +33,7 @@ def _worker(models: list[str], threads: int, body_timeout: float, channel: socke
     except DigitlabError as e:
         channel.sendall(FAILED + str(e).encode())
         return
-    server = uvicorn.Server(server_config(app))
+    server = uvicorn.Server(uvicorn_config(app, body_timeout))  # the same limit for request heads and bodies
 
     def tell_closed() -> None:
         try:
