@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -37,6 +36,16 @@ def client():
 
 
 # ---- ports ------------------------------------------------------------------------------------------------------
+
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """`digitlab serve` run in-process sets torch's thread count; the rest of the session keeps its own."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
 
 @pytest.mark.parametrize("port", ["99999", "-1", "65536"])
 def test_out_of_range_port_is_one_error_line_and_nothing_announced(capsys, port):
