@@ -240,8 +240,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise DigitlabError("serving needs the serve extra: pip install 'digitlab[serve]'") from None
     import torch
 
-    if args.workers < 1 or args.threads < 1:
-        raise DigitlabError("--workers and --threads must be at least 1")
+    if args.workers < 1 or args.threads < 1 or not args.timeout > 0:
+        raise DigitlabError("--workers and --threads must be at least 1, --timeout above 0")
     torch.set_num_threads(args.threads)  # one small image per request: more threads cost more than they give
     app = create_app(args.models, body_timeout=args.timeout)  # load every model first: a bad path is one clear error
     listener = listen(args.host, args.port)  # bound before we say where we serve

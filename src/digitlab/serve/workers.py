@@ -50,6 +50,8 @@ def _worker(models: list[str], threads: int, body_timeout: float, channel: socke
                 message, fds, _, _ = socket.recv_fds(channel, 16, 64)
             except BlockingIOError:
                 return
+            except OSError:  # the parent closed its end with our news unread (Ctrl+C): it is gone all the same
+                message, fds = b"", []
             if not message:  # the parent exited
                 loop.remove_reader(channel.fileno())
                 server.should_exit = True
