@@ -177,6 +177,8 @@ SCHEMA.config.checks.update(included_check_names=["all"], max_response_time=10.0
 # A schema cannot say "an image with a digit in it": a well-formed blank PNG, or multi=true with a pixel array, is
 # schema-valid and still answered 422 with the reason. Every other status a valid request may get stays the default.
 SCHEMA.config.checks.positive_data_acceptance.expected_statuses = [*SCHEMA.config.checks.positive_data_acceptance.expected_statuses, "422"]
+# Invalid data refused for its size (413, e.g. a pixel array far longer than the schema allows) is refused all the same.
+SCHEMA.config.checks.negative_data_rejection.expected_statuses = [*SCHEMA.config.checks.negative_data_rejection.expected_statuses, "413"]
 
 
 @SCHEMA.parametrize()

@@ -37,7 +37,8 @@ STATIC = Path(__file__).parent / "static"
 MAX_BODY = 10 * 1024 * 1024
 BODY_TIMEOUT = 30.0  # seconds for a whole request body to arrive: a slow or stalled client cannot hold a request open
 MAX_JSON_DEPTH = 8  # {"pixels": [[[...]]]} is 4 deep; deeper JSON is refused before the parser sees it
-JSON_BYTES_PER_VALUE = 32  # "0.00392156862745098, " is 21: a pixels body needs at most this much per input value
+JSON_BYTES_PER_VALUE = 48  # "-1.2345678901234567e-306, " is 26: twice that per input value, bar a little slack
+JSON_SLACK = 16 * 1024  # for whitespace and keys besides "pixels"
 INLINE_BODY = 64 * 1024  # bodies up to this size are preprocessed on the event loop; bigger photos in a thread
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/jpg", "image/gif", "image/bmp", "image/webp", "image/tiff", "application/octet-stream")
 
@@ -216,7 +217,7 @@ async def read_form_file(request: Request, body: bytes) -> bytes:
 
 def parse_pixels(body: bytes, clf: Classifier, limits: Limits) -> np.ndarray:
     """{"pixels": [[...]]} -> a float array; size and nesting are checked on the raw bytes first."""
-    most = 1024 + JSON_BYTES_PER_VALUE * int(np.prod(clf.input_shape))
+    most = JSON_SLACK + JSON_BYTES_PER_VALUE * int(np.prod(clf.input_shape))
     if len(body) > most:
         raise BadRequest(413, f"JSON body is {len(body):,} bytes; pixels for this model need at most {most:,}")
     if json_depth(body) > limits.json_depth:
