@@ -246,27 +246,25 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
-        import uvicorn
-
         from .serve.app import create_app
+        from .serve.server import listen, serve_one, url
+        from .serve.workers import serve_balanced
     except ImportError:
         raise DigitlabError("serving needs the serve extra: pip install 'digitlab[serve]'") from None
     import torch
 
+    if args.workers < 1 or args.threads < 1 or not args.timeout > 0:
+        raise DigitlabError("--workers and --threads must be at least 1, --timeout above 0")
     torch.set_num_threads(args.threads)  # one small image per request: more threads cost more than they give
-    app = create_app(args.models)  # load every model here first, so a bad path is one clear error, not N worker crashes
-    print(f"digitlab: serving {len(args.models)} model(s) at http://{args.host}:{args.port}/  (API docs at /docs)"
+    app = create_app(args.models, body_timeout=args.timeout)  # load every model first: a bad path is one clear error
+    listener = listen(args.host, args.port)  # bound before we say where we serve
+    print(f"digitlab: serving {len(args.models)} model(s) at {url(listener)}  (API docs at /docs)"
           f"{f' with {args.workers} worker processes' if args.workers > 1 else ''}", flush=True)
     if args.workers > 1:
-        from .serve.workers import serve_balanced
-
         del app
-        serve_balanced([str(Path(m).resolve()) for m in args.models], args.host, args.port, args.workers, args.threads)
-        return 0
-    try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
-    except OSError as e:
-        raise DigitlabError(f"cannot listen on {args.host}:{args.port} ({e.strerror}); try another --port") from None
+        serve_balanced([str(Path(m).resolve()) for m in args.models], listener, args.workers, args.threads, args.timeout)
+    else:
+        serve_one(app, listener, args.timeout)
     return 0
 
 
@@ -425,9 +423,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="web page to draw digits + REST API (FastAPI)")
     p.add_argument("models", nargs="+", metavar="MODEL", help="run folders or checkpoints; the first is the default")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=8000, help="1-65535, or 0 for any free port (default 8000)")
     p.add_argument("--threads", type=int, default=1, help="PyTorch CPU threads per worker (default 1)")
     p.add_argument("--workers", type=int, default=1, help="server processes (e.g. one per CPU core)")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds a request head or body may take to arrive (default 30)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("inspect", help="feature maps of every conv layer and the first-layer filters, as PNGs")

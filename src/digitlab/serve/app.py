@@ -1,4 +1,8 @@
-"""The web app and REST API: FastAPI over `Classifier`. Every bad request gets a 4xx JSON error naming the problem."""
+"""The web app and REST API: FastAPI over `Classifier`. Every bad request gets a 4xx JSON error naming the problem.
+
+The endpoints are module-level functions on an `APIRouter`; what they serve lives on `app.state` (`models`: a
+`ServedModels`, `limits`: a `Limits`), so `create_app` only loads models and wires the pieces together.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -6,17 +10,23 @@ import base64
 import io
 import json
 import os
+import re
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.concurrency import run_in_threadpool
 from PIL import Image
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from ..errors import DigitlabError
 from ..models import count_params
@@ -25,27 +35,46 @@ from ..predict.inspect import inspect_image, to_png
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY = 10 * 1024 * 1024
+BODY_TIMEOUT = 30.0  # seconds for a whole request body to arrive: a slow or stalled client cannot hold a request open
+MAX_JSON_DEPTH = 8  # {"pixels": [[[...]]]} is 4 deep; deeper JSON is refused before the parser sees it
+JSON_BYTES_PER_VALUE = 48  # "-1.2345678901234567e-306, " is 26: twice that per input value, bar a little slack
+JSON_SLACK = 16 * 1024  # for whitespace and keys besides "pixels"
+INLINE_BODY = 64 * 1024  # bodies up to this size are preprocessed on the event loop; bigger photos in a thread
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/jpg", "image/gif", "image/bmp", "image/webp", "image/tiff", "application/octet-stream")
 
-# request bodies as OpenAPI describes them, so /docs can send them and a fuzzer can generate them
-BODY_DOC: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {"schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}},
-                                               "required": ["file"]}},
-            "image/png": {"schema": {"type": "string", "format": "binary"}},
-            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
-            "application/json": {"schema": {"type": "object", "required": ["pixels"], "properties": {
-                "pixels": {"type": "array", "description": "28x28 (or the model's HxW) rows of 0-255 or 0-1 values, "
-                           "white digit on black as in MNIST; used as the model input without photo preprocessing",
-                           "items": {"type": "array", "items": {"type": "number"}}}}}},
-        },
-    }
+
+class ErrorDetail(BaseModel):
+    """The one error shape: every 4xx (and the validation errors FastAPI raises) is {"detail": "one message"}."""
+
+    detail: str
+
+
+ERROR_TEXT = {
+    400: "empty or malformed body",
+    404: "unknown model, or no such path",
+    408: "the request body did not arrive within the read timeout",
+    413: "the body is over the size limit",
+    415: "unsupported content-type",
+    422: "the body or a query parameter is not valid",
 }
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {s: {"model": ErrorDetail, "description": t} for s, t in ERROR_TEXT.items()}
 
 
-INLINE_BODY = 64 * 1024  # bodies up to this size are preprocessed on the event loop; bigger photos in a thread
+class BadRequest(Exception):
+    """A client mistake, answered as {"detail": message} with this status (and the connection closed if asked)."""
+
+    def __init__(self, status: int, message: str, close: bool = False):
+        super().__init__(message)
+        self.status, self.message, self.close = status, message, close
+
+
+@dataclass
+class Limits:
+    """What a request may cost: body bytes, seconds for the body to arrive, JSON nesting."""
+
+    max_body: int = MAX_BODY
+    body_timeout: float = BODY_TIMEOUT
+    json_depth: int = MAX_JSON_DEPTH
 
 
 class Batcher:
@@ -82,17 +111,28 @@ class Batcher:
                 future.set_result(result)
 
 
-class BadRequest(Exception):
-    def __init__(self, status: int, message: str):
-        self.status, self.message = status, message
+@dataclass
+class ServedModels:
+    """The models an app serves, by name (the first is the default), with their batchers and test accuracy."""
 
+    models: dict[str, Classifier]
+    accuracy: dict[str, float] = field(default_factory=dict)
+    batchers: dict[str, Batcher] = field(init=False)
 
-def _png_b64(array: np.ndarray) -> str:
-    a = np.clip(np.asarray(array, np.float32), 0, 1)
-    a = a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)
-    buf = io.BytesIO()
-    Image.fromarray((a * 255).round().astype(np.uint8)).save(buf, "PNG", compress_level=1)  # tiny; speed matters more
-    return base64.b64encode(buf.getvalue()).decode()
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise DigitlabError("serve needs at least one model")
+        self.batchers = {name: Batcher(clf) for name, clf in self.models.items()}
+
+    @property
+    def default(self) -> str:
+        return next(iter(self.models))
+
+    def pick(self, name: str | None) -> tuple[str, Classifier]:
+        name = name or self.default
+        if name not in self.models:
+            raise BadRequest(404, f"unknown model '{name}'; GET /api/models lists: {', '.join(self.models)}")
+        return name, self.models[name]
 
 
 def _model_names(paths: list[str | Path]) -> list[str]:
@@ -107,146 +147,261 @@ def _model_names(paths: list[str | Path]) -> list[str]:
     return names
 
 
-def create_app(models: list[str | Path] | dict[str, Classifier], max_body: int = MAX_BODY) -> FastAPI:
+def load_models(paths: list[str | Path]) -> ServedModels:
+    """Load run folders or checkpoints, with each run's test accuracy when its metrics.json sits beside it."""
+    models = dict(zip(_model_names(paths), (load(p) for p in paths)))
+    accuracy = {}
+    for name, p in zip(models, paths):
+        run_dir = Path(p) if Path(p).is_dir() else Path(p).parent
+        try:
+            accuracy[name] = json.loads((run_dir / "metrics.json").read_text())["test"]["accuracy"]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    return ServedModels(models, accuracy)
+
+
+# ---- reading a request body -------------------------------------------------------------------------------------
+
+_ESCAPE = re.compile(rb"\\.", re.DOTALL)
+_OPEN, _CLOSE, _QUOTE = np.frombuffer(b"[{", np.uint8), np.frombuffer(b"]}", np.uint8), ord('"')
+
+
+def json_depth(body: bytes) -> int:
+    """How deep brackets nest in this JSON text, outside strings: checked before parsing, because Python's parser
+    recurses once per level and a body of 100,000 '[' would otherwise end in a RecursionError."""
+    raw = np.frombuffer(_ESCAPE.sub(b"", body), np.uint8)  # drop escapes, so every '"' left opens or closes a string
+    outside = np.cumsum(raw == _QUOTE) % 2 == 0
+    step = np.isin(raw, _OPEN).astype(np.int64) - np.isin(raw, _CLOSE)
+    return int(np.cumsum(step * outside).max(initial=0))
+
+
+async def read_body(request: Request, limits: Limits) -> bytes:
+    """The whole body, refused past `max_body` bytes or when it takes longer than `body_timeout` to arrive."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limits.max_body:
+        raise BadRequest(413, f"body is {int(declared):,} bytes; the limit is {limits.max_body:,}", close=True)
+    body = bytearray()
+    try:
+        async with asyncio.timeout(limits.body_timeout):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limits.max_body:
+                    raise BadRequest(413, f"body is over the limit of {limits.max_body:,} bytes", close=True)
+    except TimeoutError:
+        raise BadRequest(408, f"the body did not arrive within {limits.body_timeout:g} s", close=True) from None
+    except ClientDisconnect:  # nobody is left to read the answer; it only must not log a traceback
+        raise BadRequest(400, "the client disconnected before sending the whole body", close=True) from None
+    return bytes(body)
+
+
+async def read_form_file(request: Request, body: bytes) -> bytes:
+    """The 'file' field of a multipart body that was already read (Starlette parses it from a replayed stream)."""
+    sent = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    try:
+        form = await Request(request.scope, replay).form()
+    except Exception as e:  # malformed multipart of any kind is the client's mistake
+        raise BadRequest(400, f"malformed multipart body ({e.__class__.__name__})") from None
+    upload = form.get("file")
+    if upload is None or isinstance(upload, str):
+        raise BadRequest(422, "multipart body needs a file field named 'file'")
+    return await upload.read()
+
+
+def parse_pixels(body: bytes, clf: Classifier, limits: Limits) -> np.ndarray:
+    """{"pixels": [[...]]} -> a float array; size and nesting are checked on the raw bytes first."""
+    most = JSON_SLACK + JSON_BYTES_PER_VALUE * int(np.prod(clf.input_shape))
+    if len(body) > most:
+        raise BadRequest(413, f"JSON body is {len(body):,} bytes; pixels for this model need at most {most:,}")
+    if json_depth(body) > limits.json_depth:
+        raise BadRequest(422, f"JSON is nested deeper than {limits.json_depth} levels; send {{\"pixels\": [[...], ...]}}")
+    try:
+        return np.asarray(json.loads(body)["pixels"], dtype=np.float32)
+    except (ValueError, TypeError, KeyError, IndexError, RecursionError):
+        raise BadRequest(422, "JSON body must be {\"pixels\": [[...], ...]} with numbers") from None
+
+
+async def read_input(request: Request, clf: Classifier) -> tuple[str, Any]:
+    """('image', bytes) or ('pixels', array), from multipart, a raw image body or JSON; size- and time-capped."""
+    limits: Limits = request.app.state.limits
+    body = await read_body(request, limits)
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if not body:
+        raise BadRequest(400, "empty body; send an image (multipart field 'file' or a raw PNG/JPEG) or JSON {\"pixels\": ...}")
+    if ctype == "multipart/form-data":
+        return "image", await read_form_file(request, body)
+    if ctype == "application/json":
+        return "pixels", parse_pixels(body, clf, limits)
+    if ctype in IMAGE_TYPES or ctype.startswith("image/"):
+        return "image", body
+    raise BadRequest(415, f"unsupported content-type '{ctype or 'none'}'; use multipart/form-data, image/png, image/jpeg or application/json")
+
+
+def prepared_pixels(clf: Classifier, pixels: np.ndarray) -> np.ndarray:
+    """A pixel array as the model's (C, H, W) input in [0, 1]: 0-255 values are scaled, 0-1 values kept."""
+    c, h, w = clf.input_shape
+    if pixels.shape not in ((h, w), (c, h, w)):
+        raise BadRequest(422, f"pixels must be {h}x{w} for this model, got shape {list(pixels.shape)}")
+    if not np.isfinite(pixels).all() or pixels.min() < 0 or pixels.max() > 255:
+        raise BadRequest(422, "pixels must be finite numbers in 0-255 (or 0-1)")
+    pixels = pixels / 255.0 if pixels.max() > 1.0 else pixels
+    return pixels.reshape(c, h, w).astype(np.float32)
+
+
+def _png_b64(array: np.ndarray) -> str:
+    a = np.clip(np.asarray(array, np.float32), 0, 1)
+    a = a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)
+    buf = io.BytesIO()
+    Image.fromarray((a * 255).round().astype(np.uint8)).save(buf, "PNG", compress_level=1)  # tiny; speed matters more
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+# ---- endpoints --------------------------------------------------------------------------------------------------
+
+MODEL_QUERY = Query(None, description="model name (default: the first)")
+
+
+def healthz(request: Request) -> dict[str, Any]:
+    """Liveness, and which worker process answered (pid)."""
+    return {"status": "ok", "models": len(request.app.state.models.models), "pid": os.getpid()}
+
+
+def list_models(request: Request) -> list[dict[str, Any]]:
+    """Every served model with its classes, input shape, size and accuracy."""
+    served: ServedModels = request.app.state.models
+    out = []
+    for name, clf in served.models.items():
+        metrics = clf.record.get("metrics") or {}
+        out.append({"name": name, "model": clf.name, "dataset": clf.record.get("dataset"), "classes": clf.classes,
+                    "input_shape": list(clf.input_shape), "preprocess": clf.record.get("preprocess"),
+                    "params": count_params(clf.model) if clf.model is not None else None,
+                    "accuracy": served.accuracy.get(name), "val_accuracy": metrics.get("val_acc"), "default": name == served.default})
+    return out
+
+
+async def _cut(clf: Classifier, kind: str, data: Any, multi: bool) -> tuple[np.ndarray, list]:
+    """The model-ready images (and boxes) of a request's input."""
+    try:
+        if kind == "pixels":
+            if multi:
+                raise BadRequest(422, "multi needs an image, not a pixel array")
+            return prepared_pixels(clf, data)[None], [None]
+        if len(data) <= INLINE_BODY:  # a drawing or a small scan: quicker than a hop to a thread
+            return clf.cut(data, multi=multi)
+        return await run_in_threadpool(clf.cut, data, multi)  # a big photo takes tens of ms: the loop answers others meanwhile
+    except DigitlabError as e:
+        raise BadRequest(422, str(e).removeprefix("upload: ")) from None
+
+
+async def predict(request: Request, model: str | None = MODEL_QUERY,
+                  multi: bool = Query(False, description="read a whole number written on one line")) -> JSONResponse:
+    """Read a digit (or with multi=true a number) from a drawing, a photo or a pixel array."""
+    served: ServedModels = request.app.state.models
+    name, clf = served.pick(model)
+    kind, data = await read_input(request, clf)
+    t0 = time.perf_counter()
+    images, boxes = await _cut(clf, kind, data, multi)
+    reading = clf.reading(images, boxes, await served.batchers[name].probs(images))
+    digits = [{**d.to_dict(), "image": _png_b64(d.image)} for d in reading.digits]
+    result = {"model": name, "label": reading.text, "prob": float(np.prod([d["prob"] for d in digits])), "digits": digits,
+              "preprocessed": digits[0]["image"], "timing_ms": round(1000 * (time.perf_counter() - t0), 3)}
+    if not multi:
+        result["probs"] = {c: round(float(p), 6) for c, p in zip(clf.classes, reading.digits[0].probs)}
+    return JSONResponse(result)  # plain dicts of str/float: skip FastAPI's generic encoder
+
+
+async def inspect(request: Request, model: str | None = MODEL_QUERY,
+                  max_maps: int = Query(16, ge=1, le=256, description="feature maps per layer")) -> dict[str, Any]:
+    """Feature maps of every conv layer and the first-layer filters, as base64 PNGs."""
+    name, clf = request.app.state.models.pick(model)
+    kind, data = await read_input(request, clf)
+    try:
+        result = inspect_image(clf, prepared_pixels(clf, data) if kind == "pixels" else data)
+    except DigitlabError as e:
+        raise BadRequest(422, str(e).removeprefix("upload: ")) from None
+    b64 = lambda a: base64.b64encode(to_png(a)).decode()  # noqa: E731
+    return {
+        "model": name,
+        "input": _png_b64(result.image),
+        "layers": [{"name": n, "shape": list(a.shape), "maps": [b64(m) for m in a[:max_maps]]} for n, a in result.layers],
+        "filters": [b64(f.mean(0)) for f in result.filters[:max_maps]] if result.filters is not None else [],
+        "probs": {c: round(float(p), 6) for c, p in zip(result.classes, result.probs)},
+    }
+
+
+def index() -> FileResponse:
+    """The drawing page."""
+    return FileResponse(STATIC / "index.html")
+
+
+def body_doc(served: ServedModels) -> dict[str, Any]:
+    """Request bodies as OpenAPI describes them, so /docs can send them and a fuzzer can generate them. The pixel
+    array's shape is spelled out when every model takes the same input."""
+    shapes = {clf.input_shape for clf in served.models.values()}
+    number: dict[str, Any] = {"type": "number", "minimum": 0, "maximum": 255}
+    pixels: dict[str, Any] = {"type": "array", "items": {"type": "array", "items": number}}
+    if len(shapes) == 1:
+        c, h, w = next(iter(shapes))
+        pixels = {"type": "array", "minItems": w, "maxItems": w, "items": number}
+        for n in (h, c) if c > 1 else (h,):
+            pixels = {"type": "array", "minItems": n, "maxItems": n, "items": pixels}
+    pixels["description"] = ("HxW (or CxHxW) rows of 0-255 or 0-1 values, white digit on black as in MNIST; "
+                             "used as the model input without photo preprocessing")
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    return {"requestBody": {"required": True, "content": {
+        "multipart/form-data": {"schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}},
+                                           "required": ["file"]}},
+        "image/png": binary, "image/jpeg": binary,
+        "application/json": {"schema": {"type": "object", "required": ["pixels"], "properties": {"pixels": pixels}}},
+    }}}
+
+
+def build_router(served: ServedModels) -> APIRouter:
+    """The routes, with request bodies documented for these models."""
+    doc = body_doc(served)
+    r = APIRouter()
+    r.add_api_route("/healthz", healthz, methods=["GET"])
+    r.add_api_route("/api/models", list_models, methods=["GET"])
+    r.add_api_route("/api/predict", predict, methods=["POST"], openapi_extra=doc, responses=BODY_ERRORS)
+    r.add_api_route("/api/inspect", inspect, methods=["POST"], openapi_extra=doc, responses=BODY_ERRORS)
+    r.add_api_route("/", index, methods=["GET"], include_in_schema=False)
+    return r
+
+
+# ---- errors: one shape everywhere -------------------------------------------------------------------------------
+
+async def on_bad_request(_request: Request, exc: BadRequest) -> JSONResponse:
+    return JSONResponse({"detail": exc.message}, status_code=exc.status, headers={"connection": "close"} if exc.close else None)
+
+
+async def on_http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)  # keeps 405's Allow
+
+
+async def on_invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's list of validation errors, as one line like the others: 'query max_maps: Input should be ...'."""
+    parts = [f"{' '.join(str(x) for x in e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in exc.errors()]
+    return JSONResponse({"detail": "; ".join(parts) or "invalid request"}, status_code=422)
+
+
+def create_app(models: list[str | Path] | dict[str, Classifier], max_body: int = MAX_BODY,
+               body_timeout: float = BODY_TIMEOUT) -> FastAPI:
     """An app serving these models (paths to runs/checkpoints, or name -> Classifier); the first is the default."""
-    accuracy: dict[str, float] = {}
-    if not isinstance(models, dict):
-        paths = list(models)
-        models = dict(zip(_model_names(paths), (load(p) for p in paths)))
-        for name, p in zip(models, paths):  # the run's test accuracy, when the checkpoint sits in its run folder
-            run_dir = Path(p) if Path(p).is_dir() else Path(p).parent
-            try:
-                accuracy[name] = json.loads((run_dir / "metrics.json").read_text())["test"]["accuracy"]
-            except (OSError, ValueError, KeyError, TypeError):
-                pass
-    if not models:
-        raise DigitlabError("serve needs at least one model")
-    default = next(iter(models))
-    batchers = {name: Batcher(clf) for name, clf in models.items()}
+    served = ServedModels(dict(models)) if isinstance(models, dict) else load_models(list(models))
     app = FastAPI(title="digitlab", version="1", description="Draw or upload a digit; the model answers. "
-                  "Errors are JSON {\"detail\": ...} with a 4xx status.")
-
-    @app.exception_handler(BadRequest)
-    async def _bad(_request: Request, exc: BadRequest) -> JSONResponse:
-        return JSONResponse({"detail": exc.message}, status_code=exc.status)
-
-    @app.exception_handler(HTTPException)
-    async def _http(_request: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
-
-    def pick(name: str | None) -> tuple[str, Classifier]:
-        name = name or default
-        if name not in models:
-            raise BadRequest(404, f"unknown model '{name}'; GET /api/models lists: {', '.join(models)}")
-        return name, models[name]
-
-    async def read_input(request: Request) -> tuple[str, Any]:
-        """('image', bytes) or ('pixels', array), from multipart, a raw image body or JSON; size-capped."""
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > max_body:
-            raise BadRequest(413, f"body is {int(declared):,} bytes; the limit is {max_body:,}")
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > max_body:
-                raise BadRequest(413, f"body is over the limit of {max_body:,} bytes")
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if not body:
-            raise BadRequest(400, "empty body; send an image (multipart field 'file' or a raw PNG/JPEG) or JSON {\"pixels\": ...}")
-        if ctype == "multipart/form-data":
-            request._body = bytes(body)  # let Starlette parse what we already read
-            try:
-                form = await request.form()
-            except Exception as e:  # malformed multipart of any kind is the client's mistake
-                raise BadRequest(400, f"malformed multipart body ({e.__class__.__name__})") from None
-            upload = form.get("file")
-            if upload is None or isinstance(upload, str):
-                raise BadRequest(422, "multipart body needs a file field named 'file'")
-            return "image", await upload.read()
-        if ctype == "application/json":
-            try:
-                payload = json.loads(body)
-                pixels = np.asarray(payload["pixels"], dtype=np.float32)
-            except (ValueError, TypeError, KeyError, json.JSONDecodeError):
-                raise BadRequest(422, "JSON body must be {\"pixels\": [[...], ...]} with numbers") from None
-            return "pixels", pixels
-        if ctype in IMAGE_TYPES or ctype.startswith("image/"):
-            return "image", bytes(body)
-        raise BadRequest(415, f"unsupported content-type '{ctype or 'none'}'; use multipart/form-data, image/png, image/jpeg or application/json")
-
-    def prepared_pixels(clf: Classifier, pixels: np.ndarray) -> np.ndarray:
-        c, h, w = clf.input_shape
-        if pixels.shape not in ((h, w), (c, h, w)):
-            raise BadRequest(422, f"pixels must be {h}x{w} for this model, got shape {list(pixels.shape)}")
-        if not np.isfinite(pixels).all() or pixels.min() < 0 or pixels.max() > 255:
-            raise BadRequest(422, "pixels must be finite numbers in 0-255 (or 0-1)")
-        pixels = pixels / 255.0 if pixels.max() > 1.0 else pixels
-        return pixels.reshape(c, h, w).astype(np.float32)
-
-    @app.get("/healthz")
-    def healthz() -> dict[str, Any]:
-        return {"status": "ok", "models": len(models), "pid": os.getpid()}  # pid: which worker process answered
-
-    @app.get("/api/models")
-    def list_models() -> list[dict[str, Any]]:
-        out = []
-        for name, clf in models.items():
-            metrics = clf.record.get("metrics") or {}
-            out.append({"name": name, "model": clf.name, "dataset": clf.record.get("dataset"), "classes": clf.classes,
-                        "input_shape": list(clf.input_shape), "preprocess": clf.record.get("preprocess"),
-                        "params": count_params(clf.model) if clf.model is not None else None,
-                        "accuracy": accuracy.get(name), "val_accuracy": metrics.get("val_acc"), "default": name == default})
-        return out
-
-    @app.post("/api/predict", openapi_extra=BODY_DOC)
-    async def predict(request: Request, model: str | None = Query(None, description="model name (default: the first)"),
-                      multi: bool = Query(False, description="read a whole number written on one line")) -> JSONResponse:
-        name, clf = pick(model)
-        kind, data = await read_input(request)
-        t0 = time.perf_counter()
-        try:
-            if kind == "pixels":
-                if multi:
-                    raise BadRequest(422, "multi needs an image, not a pixel array")
-                images, boxes = prepared_pixels(clf, data)[None], [None]
-            elif len(data) <= INLINE_BODY:  # a drawing or a small scan: quicker than a hop to a thread
-                images, boxes = clf.cut(data, multi=multi)
-            else:  # a big photo takes tens of ms: the event loop keeps answering the others meanwhile
-                images, boxes = await run_in_threadpool(clf.cut, data, multi)
-        except DigitlabError as e:
-            raise BadRequest(422, str(e).removeprefix("upload: ")) from None
-        reading = clf.reading(images, boxes, await batchers[name].probs(images))
-        text = reading.text
-        digits = [{**d.to_dict(), "image": _png_b64(d.image)} for d in reading.digits]
-        all_probs = reading.digits[0].probs if not multi else None
-        result = {"model": name, "label": text, "prob": float(np.prod([d["prob"] for d in digits])), "digits": digits,
-                  "preprocessed": digits[0]["image"], "timing_ms": round(1000 * (time.perf_counter() - t0), 3)}
-        if all_probs is not None:
-            result["probs"] = {c: round(float(p), 6) for c, p in zip(clf.classes, all_probs)}
-        return JSONResponse(result)  # plain dicts of str/float: skip FastAPI's generic encoder
-
-    @app.post("/api/inspect", openapi_extra=BODY_DOC)
-    async def inspect(request: Request, model: str | None = Query(None, description="model name (default: the first)"),
-                      max_maps: int = Query(16, ge=1, le=256, description="feature maps per layer")) -> dict[str, Any]:
-        name, clf = pick(model)
-        kind, data = await read_input(request)
-        try:
-            result = inspect_image(clf, prepared_pixels(clf, data) if kind == "pixels" else data)
-        except DigitlabError as e:
-            raise BadRequest(422, str(e).removeprefix("upload: ")) from None
-        b64 = lambda a: base64.b64encode(to_png(a)).decode()  # noqa: E731
-        return {
-            "model": name,
-            "input": _png_b64(result.image),
-            "layers": [{"name": n, "shape": list(a.shape), "maps": [b64(m) for m in a[:max_maps]]} for n, a in result.layers],
-            "filters": [b64(f.mean(0)) for f in result.filters[:max_maps]] if result.filters is not None else [],
-            "probs": {c: round(float(p), 6) for c, p in zip(result.classes, result.probs)},
-        }
-
-    @app.get("/", include_in_schema=False)
-    def index() -> FileResponse:
-        return FileResponse(STATIC / "index.html")
-
+                  "Errors are JSON {\"detail\": \"message\"} with a 4xx status.")
+    app.state.models = served
+    app.state.limits = Limits(max_body=max_body, body_timeout=body_timeout)
+    app.include_router(build_router(served))
+    app.add_exception_handler(BadRequest, on_bad_request)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(RequestValidationError, on_invalid)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
-
