@@ -9,6 +9,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import DigitlabError
+from .weights import reader_path
 
 
 def _add_data_args(p: argparse.ArgumentParser, dataset_default: str | None = None) -> None:
@@ -239,8 +240,9 @@ def _save_preprocessed(folder: Path, item: str, reading) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     from .predict.onnx import export_onnx
 
-    out = export_onnx(args.model, args.out)
-    print(f"exported {args.model} -> {out} (ONNX, dynamic batch; input 'images' normalised, output 'logits')")
+    model = args.model or reader_path()
+    out = export_onnx(model, args.out or (None if args.model else "reader.onnx"))
+    print(f"exported {model} -> {out} (ONNX, dynamic batch; input 'images' normalised, output 'logits')")
     return 0
 
 
@@ -256,6 +258,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.workers < 1 or args.threads < 1 or not args.timeout > 0:
         raise DigitlabError("--workers and --threads must be at least 1, --timeout above 0")
     torch.set_num_threads(args.threads)  # one small image per request: more threads cost more than they give
+    args.models = args.models or [str(reader_path())]
     app = create_app(args.models, body_timeout=args.timeout)  # load every model first: a bad path is one clear error
     listener = listen(args.host, args.port)  # bound before we say where we serve
     print(f"digitlab: serving {len(args.models)} model(s) at {url(listener)}  (API docs at /docs)"
@@ -272,8 +275,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from .predict import load
     from .predict.inspect import inspect_image, write_inspection
 
-    clf = load(args.model)
-    result = inspect_image(clf, args.image)
+    model, images = _model_and_inputs(args.inputs)
+    if len(images) != 1:
+        raise DigitlabError(f"inspect takes one image, got {len(images)}: {' '.join(images)}")
+    clf = load(model)
+    result = inspect_image(clf, images[0])
     written = write_inspection(result, Path(args.out))
     top = result.probs.topk(min(3, len(result.classes)))
     print("prediction: " + ", ".join(f"{result.classes[i]} {100 * p:.1f}%" for p, i in zip(top.values.tolist(), top.indices.tolist())))
@@ -415,13 +421,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="export a model to ONNX for onnxruntime and other runtimes")
-    p.add_argument("model", help="run folder or .safetensors checkpoint")
+    p.add_argument("model", nargs="?", help="run folder or .safetensors checkpoint (default: the shipped reader, to ./reader.onnx)")
     p.add_argument("--format", choices=("onnx",), default="onnx")
     p.add_argument("--out", help="output file (default: beside the checkpoint, best.onnx)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("serve", help="web page to draw digits + REST API (FastAPI)")
-    p.add_argument("models", nargs="+", metavar="MODEL", help="run folders or checkpoints; the first is the default")
+    p.add_argument("models", nargs="*", metavar="MODEL",
+                   help="run folders, checkpoints or .onnx files; the first is the default (none: the reader that ships with digitlab)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000, help="1-65535, or 0 for any free port (default 8000)")
     p.add_argument("--threads", type=int, default=1, help="PyTorch CPU threads per worker (default 1)")
@@ -430,8 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("inspect", help="feature maps of every conv layer and the first-layer filters, as PNGs")
-    p.add_argument("model", help="run folder or checkpoint")
-    p.add_argument("image", help="photo or scan of a digit")
+    p.add_argument("inputs", nargs="+", metavar="[MODEL] IMAGE",
+                   help="optionally a run folder or checkpoint (default: the shipped reader), then a photo or scan of a digit")
     p.add_argument("--out", default="inspect", help="folder for the pictures (default ./inspect)")
     p.set_defaults(func=cmd_inspect)
 
