@@ -13,6 +13,8 @@ from conftest import run_cli
 
 CHROMIUM = shutil.which("chromium")
 
+pytestmark = pytest.mark.slow  # the shared comparison trains several models
+
 
 @pytest.fixture(scope="module")
 def comparison(tmp_path_factory):

@@ -14,6 +14,8 @@ import torch
 
 import digitlab
 
+pytestmark = pytest.mark.slow  # every test here starts torchrun processes
+
 
 def _children(pid: int) -> list[int]:
     kids = []
@@ -31,7 +33,6 @@ def _torchrun(args: list[str], nproc: int = 2) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", "-m", "digitlab", "train", *args]
 
 
-@pytest.mark.slow
 def test_two_processes_match_one_on_real_mnist(real_root, tmp_path):
     common = ["--model", "lenet5", "--dataset", "mnist", "--data-root", str(real_root), "--epochs", "1", "--batch-size", "128", "--seed", "0"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -35,7 +35,7 @@ def test_forward_shapes(name, shape):
         assert model(torch.randn(2, c, s, s)).shape == (2, 7)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in NAMES])
 def test_one_step_reduces_loss_on_a_fixed_batch(name):
     torch.manual_seed(0)
     size = max(28, next(e for e in list_models() if e.name == name).min_size)

@@ -190,6 +190,7 @@ def test_fuzz_api_meets_every_schemathesis_check(case):
     case.call_and_validate()
 
 
+@pytest.mark.slow
 def test_serve_workers_share_keepalive_connections_evenly():
     """`digitlab serve --workers 2`: four keep-alive connections land two per worker process (uvicorn's own workers
     accept greedily and can put them 3:1 or 4:0), and stopping the server stops its workers."""
