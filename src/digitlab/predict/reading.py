@@ -32,14 +32,14 @@ N_ALTERNATIVES = 2
 @dataclass
 class Weights:
     """The joint score's knobs (log-probability units), tuned on validation photos (seeds >= 1000) only."""
-    temperature: float = 2.0  # softens an over-confident digits-only model (no reject class)
-    digit_bonus: float = 1.0  # per digit read: without it fewer, larger digits always win (each log p <= 0)
-    wide: float = 6.0  # per line height of span width beyond `wide_from` line heights
+    temperature: float = 2.8  # softens an over-confident digits-only model (no reject class)
+    digit_bonus: float = 0.5  # per digit read: without it fewer, larger digits always win (each log p <= 0)
+    wide: float = 3.0  # per line height of span width beyond `wide_from` line heights
     wide_from: float = 0.95
     gap: float = 8.0  # per line height of blank gap bridged inside one digit
-    short: float = 4.0  # per line height a digit falls short of half the line's height
+    short: float = 8.0  # per line height a digit falls short of half the line's height
     skip: float = 1.0  # skipping a piece (a speck, a finger blob): base cost ...
-    skip_area: float = 6.0  # ... plus this times its share of the ink of a typical digit
+    skip_area: float = 2.0  # ... plus this times its share of the ink of a typical digit
     reject: float = 1.0  # weight of log(1 - p(not-digit)) for reader models
     cut: float = 1.0  # per unit of valley shallowness, for a digit that starts at a cut through ink
 
