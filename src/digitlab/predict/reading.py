@@ -119,9 +119,11 @@ def _line_height(heights: np.ndarray) -> float:
     return float(np.percentile(heights[heights >= 0.5 * heights.max()], 75))
 
 
-def cut_columns(mask: np.ndarray, height: float) -> list[tuple[int, float]]:
-    """Where a wide piece may hold a boundary between digits: columns at valleys of its ink profile. Generous on
-    purpose (recognition rejects the wrong cuts); a deep valley may sit close to an edge (a `1` touching a `0`)."""
+def cut_columns(mask: np.ndarray, height: float, strokes: bool = False) -> list[tuple[int, float]]:
+    """Where a wide piece may hold a boundary between digits, with how shallow each cut's valley is: columns at
+    valleys of its ink profile. Generous on purpose (recognition rejects the wrong cuts). With `strokes`, also
+    both sides of narrow full-height strokes (a `1` pressed against a `0`): only for models with a reject class,
+    since a digits-only model reads every such sliver as a confident `1`."""
     h, w = mask.shape
     if w < 0.55 * height:
         return []
@@ -142,11 +144,27 @@ def cut_columns(mask: np.ndarray, height: float) -> list[tuple[int, float]]:
         if not local_min[x]:
             continue
         room = (0.1 if r < 0.35 else 0.3) * height
-        if x < room or w - x < room or any(abs(x - c) < room for c in cuts):
+        if min(x, w - x) < 0.1 * height or any(abs(x - c) < room for c in cuts):
             continue
         cuts.append(x)
     cuts += _even_cuts(profile, height, cuts)
-    return sorted((x, float(min(ratio[x], 1.0))) for x in set(cuts))
+    found = [(x, float(min(ratio[x], 1.0))) for x in set(cuts)]
+    if strokes:
+        found += [(x, 0.5) for x in _stroke_edges(mask, height) if all(abs(x - c) >= near for c in cuts)]
+    return sorted(found)
+
+
+def _stroke_edges(mask: np.ndarray, height: float) -> list[int]:
+    """Both sides of a narrow run of nearly full-height columns: a `1` pressed against its neighbour makes a step
+    in the ink profile, not a valley."""
+    h, w = mask.shape
+    tall = np.concatenate([[False], mask.sum(0) > 0.75 * h, [False]])
+    edges = np.flatnonzero(np.diff(tall.astype(np.int8)))
+    out = []
+    for a, b in zip(edges[::2], edges[1::2]):
+        if b - a <= 0.25 * height and h > 0.6 * height:
+            out += [int(x) for x in (a, b) if 0.08 * height <= x <= w - 0.08 * height]
+    return out
 
 
 def _even_cuts(profile: np.ndarray, height: float, have: list[int]) -> list[int]:
@@ -166,7 +184,7 @@ def _even_cuts(profile: np.ndarray, height: float, have: list[int]) -> list[int]
     return extra
 
 
-def over_segment(mask: np.ndarray) -> tuple[list[Piece], float]:
+def over_segment(mask: np.ndarray, strokes: bool = False) -> tuple[list[Piece], float]:
     """Connected components, wide ones cut at their candidate columns; pieces sorted left to right."""
     labels, n = ndi.label(mask, structure=np.ones((3, 3)))
     if n == 0:
@@ -177,7 +195,7 @@ def over_segment(mask: np.ndarray) -> tuple[list[Piece], float]:
     pieces: list[Piece] = []
     for i, (sy, sx) in enumerate(slices):
         comp = labels[sy, sx] == i + 1
-        cuts = cut_columns(comp, height)
+        cuts = cut_columns(comp, height, strokes)
         edges = [0, *(x for x, _ in cuts), comp.shape[1]]
         shallow = [0.0, *(r for _, r in cuts)]
         for a, b, r in zip(edges[:-1], edges[1:], shallow):
@@ -189,12 +207,12 @@ def over_segment(mask: np.ndarray) -> tuple[list[Piece], float]:
     return pieces, height
 
 
-def find_line(source: Any) -> Line:
-    """Photo -> its ink, deskewed and over-segmented."""
+def find_line(source: Any, strokes: bool = False) -> Line:
+    """Photo -> its ink, deskewed and over-segmented (`strokes`: see cut_columns)."""
     cleaned = clean(source)
     angle = estimate_tilt(cleaned.mask)
     mask, inverse = deskew(cleaned.mask, angle)
-    pieces, height = over_segment(mask)
+    pieces, height = over_segment(mask, strokes)
     return Line(pieces, height, inverse, cleaned.scale)
 
 
@@ -316,7 +334,7 @@ def read_number(clf: "Classifier", source: Any, top_k: int = 3, weights: Weights
     from .classifier import Reading, make_read_digit
 
     w = weights or Weights()
-    line = find_line(source)
+    line = find_line(source, strokes=REJECT in clf.classes)
     candidates = spans(line)
     size = clf.input_shape[1]
     masks = [span_mask(line.pieces[i:j]) for i, j in candidates]
@@ -334,4 +352,5 @@ def read_number(clf: "Classifier", source: Any, top_k: int = 3, weights: Weights
         k = index[(i, j)]
         m, y0, x0 = masks[k]
         digits.append(make_read_digit(clf.classes, probs[k], top_k, photo_box(m, y0, x0, line), batch[k]))
-    return Reading(text, digits, alternatives=[(t, round(s, 4)) for t, s, _ in results[1:]], score=round(score, 4))
+    return Reading(text, digits, alternatives=[(t, round(float(s), 4)) for t, s, _ in results[1:]],
+                   score=round(float(score), 4))
