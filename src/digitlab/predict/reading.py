@@ -33,7 +33,7 @@ N_ALTERNATIVES = 2
 class Weights:
     """The joint score's knobs (log-probability units), tuned on validation photos (seeds >= 1000) only."""
     temperature: float = 2.8  # softens an over-confident digits-only model (no reject class)
-    digit_bonus: float = 0.5  # per digit read: without it fewer, larger digits always win (each log p <= 0)
+    digit_bonus: float = 0.0  # per digit read (a reader model may need it: each log p <= 0 favours fewer digits)
     wide: float = 3.0  # per line height of span width beyond `wide_from` line heights
     wide_from: float = 0.95
     gap: float = 8.0  # per line height of blank gap bridged inside one digit
@@ -41,7 +41,9 @@ class Weights:
     skip: float = 1.0  # skipping a piece (a speck, a finger blob): base cost ...
     skip_area: float = 2.0  # ... plus this times its share of the ink of a typical digit
     reject: float = 1.0  # weight of log(1 - p(not-digit)) for reader models
-    cut: float = 1.0  # per unit of valley shallowness, for a digit that starts at a cut through ink
+    cut: float = 0.5  # per unit of valley shallowness, for a digit that starts at a cut through ink
+    narrow: float = 1.0  # per line height the cut piece was narrower than `narrow_from`: one digit, most likely
+    narrow_from: float = 1.1
 
 
 @dataclass
@@ -51,6 +53,7 @@ class Piece:
     y0: int
     x0: int
     cut: float = 0.0  # when its left edge was cut through ink: how shallow that valley was (0 = deep, 1 = none)
+    cut_from: float = 0.0  # ... and how wide the cut piece was, in line heights (a digit is ~0.4-0.9)
 
     @property
     def y1(self) -> int:
@@ -202,7 +205,8 @@ def over_segment(mask: np.ndarray, strokes: bool = False) -> tuple[list[Piece], 
             part = comp[:, a:b]
             rows = np.nonzero(part.any(1))[0]
             if len(rows):
-                pieces.append(Piece(part[rows[0]:rows[-1] + 1], sy.start + int(rows[0]), sx.start + a, r))
+                pieces.append(Piece(part[rows[0]:rows[-1] + 1], sy.start + int(rows[0]), sx.start + a, r,
+                                    comp.shape[1] / height if a else 0.0))
     pieces.sort(key=lambda p: (p.x0 + p.x1) / 2)
     return pieces, height
 
@@ -307,9 +311,17 @@ def score_table(line: Line, candidates: list[tuple[int, int]], log: np.ndarray, 
     table = {}
     top = np.argsort(-log, axis=1)[:, :labels_per_span]
     for k, (i, j) in enumerate(candidates):
-        cost = geometry_penalty(line.pieces[i:j], line.height, w) - w.digit_bonus + w.cut * line.pieces[i].cut
+        cost = geometry_penalty(line.pieces[i:j], line.height, w) - w.digit_bonus + cut_cost(line.pieces[i], w)
         table[(i, j)] = [(digit_names[d], float(log[k, d]) - cost) for d in top[k]]
     return table
+
+
+def cut_cost(first: Piece, w: Weights) -> float:
+    """A digit that starts at a cut through ink (not at a gap) is less likely, more so when the valley was shallow
+    and the piece cut was hardly wider than one digit."""
+    if not first.cut_from:
+        return 0.0
+    return w.cut * first.cut + w.narrow * max(0.0, w.narrow_from - first.cut_from)
 
 
 def skip_costs(line: Line, w: Weights) -> list[float]:
