@@ -46,6 +46,9 @@ class Weights:
     narrow_from: float = 1.1
 
 
+READER_WEIGHTS = Weights()  # for models with a `not-digit` class (re-tuned when one is available)
+
+
 @dataclass
 class Piece:
     """A bit of ink in the deskewed line: its mask and where that mask sits."""
@@ -345,7 +348,7 @@ def read_number(clf: "Classifier", source: Any, top_k: int = 3, weights: Weights
     """A number written on one line -> the best reading, its next alternatives, each digit with its box."""
     from .classifier import Reading, make_read_digit
 
-    w = weights or Weights()
+    w = weights or (READER_WEIGHTS if REJECT in clf.classes else Weights())
     line = find_line(source, strokes=REJECT in clf.classes)
     candidates = spans(line)
     size = clf.input_shape[1]
