@@ -2,7 +2,7 @@
 
     python benchmarks/read_numbers.py RUN [--per-length 40] [--seed 1000] [--lengths 2-8] [--hard]
 
-Photos come from benchmarks/photo_digits.py with seeds >= 1000 only (the benchmark reports seeds 0-999, which
+Photos come from tests/photo_digits.py with seeds >= 1000 only (the benchmark reports seeds 0-999, which
 are never used for tuning). `--hard` draws lines the generator does not: digits that touch or overlap
 (gaps from -0.1 to 0.3 of the digit size) and a line tilted up to +-10 degrees.
 Prints exact-match rates per number length for both readers.
@@ -16,8 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import photo_digits  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from photo_digits import Photo, _ink_alpha, _photograph, _rotate, number_photo  # noqa: E402
 
 from digitlab import load, load_dataset  # noqa: E402
