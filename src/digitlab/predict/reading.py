@@ -44,6 +44,8 @@ class Weights:
     cut: float = 0.5  # per unit of valley shallowness, for a digit that starts at a cut through ink
     narrow: float = 1.0  # per line height the cut piece was narrower than `narrow_from`: one digit, most likely
     narrow_from: float = 1.1
+    stroke_cuts: bool = False  # also cut beside narrow full-height strokes (see cut_columns): off, it cost 10-30
+    # points of exact match on validation photos (fragments of a 0 or an 8 look like honest 1s)
 
 
 READER_WEIGHTS = Weights()  # for models with a `not-digit` class (re-tuned when one is available)
@@ -128,8 +130,7 @@ def _line_height(heights: np.ndarray) -> float:
 def cut_columns(mask: np.ndarray, height: float, strokes: bool = False) -> list[tuple[int, float]]:
     """Where a wide piece may hold a boundary between digits, with how shallow each cut's valley is: columns at
     valleys of its ink profile. Generous on purpose (recognition rejects the wrong cuts). With `strokes`, also
-    both sides of narrow full-height strokes (a `1` pressed against a `0`): only for models with a reject class,
-    since a digits-only model reads every such sliver as a confident `1`."""
+    both sides of narrow full-height strokes (a `1` pressed against a `0`), which make a step, not a valley."""
     h, w = mask.shape
     if w < 0.55 * height:
         return []
@@ -349,7 +350,7 @@ def read_number(clf: "Classifier", source: Any, top_k: int = 3, weights: Weights
     from .classifier import Reading, make_read_digit
 
     w = weights or (READER_WEIGHTS if REJECT in clf.classes else Weights())
-    line = find_line(source, strokes=REJECT in clf.classes)
+    line = find_line(source, strokes=w.stroke_cuts)
     candidates = spans(line)
     size = clf.input_shape[1]
     masks = [span_mask(line.pieces[i:j]) for i, j in candidates]
