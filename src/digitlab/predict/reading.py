@@ -48,7 +48,7 @@ class Weights:
     # points of exact match on validation photos (fragments of a 0 or an 8 look like honest 1s)
 
 
-READER_WEIGHTS = Weights()  # for models with a `not-digit` class (re-tuned when one is available)
+READER_WEIGHTS = Weights(wide=6.0, skip=0.5, reject=0.5)  # for models with a `not-digit` class
 
 
 @dataclass
@@ -215,11 +215,24 @@ def over_segment(mask: np.ndarray, strokes: bool = False) -> tuple[list[Piece], 
     return pieces, height
 
 
+def drop_border_shapes(mask: np.ndarray) -> np.ndarray:
+    """Shapes cut by the photo's edge (a thumb, a shadow's edge, the paper's edge) go, as long as writing clear of
+    the edge remains: people frame the number they photograph."""
+    labels, n = ndi.label(mask, structure=np.ones((3, 3)))
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    edge = edge[edge > 0]
+    if len(edge) == 0 or len(edge) == n:
+        return mask
+    inside = mask & ~np.isin(labels, edge)
+    return inside if inside.sum() >= 0.2 * mask.sum() else mask
+
+
 def find_line(source: Any, strokes: bool = False) -> Line:
     """Photo -> its ink, deskewed and over-segmented (`strokes`: see cut_columns)."""
     cleaned = clean(source)
-    angle = estimate_tilt(cleaned.mask)
-    mask, inverse = deskew(cleaned.mask, angle)
+    ink = drop_border_shapes(cleaned.mask)
+    angle = estimate_tilt(ink)
+    mask, inverse = deskew(ink, angle)
     pieces, height = over_segment(mask, strokes)
     return Line(pieces, height, inverse, cleaned.scale)
 
