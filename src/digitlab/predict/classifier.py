@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -150,28 +150,38 @@ class Classifier:
         return resize_plain(source, c, h)
 
     def read(self, source: Any, multi: bool = False, top_k: int = 3) -> "Reading":
-        """Predict on a photo: one digit, or with `multi` a whole number written on one line."""
-        images, boxes = self.cut(source, multi)
+        """Predict on a photo: one digit, or with `multi` a whole number written on one line (`read_number`)."""
+        if multi:
+            return self.read_number(source, top_k)
+        images, boxes = self.cut(source)
         return self.reading(images, boxes, self.predict_prepared(torch.tensor(images)).probs, top_k)
 
-    def cut(self, source: Any, multi: bool = False) -> tuple[np.ndarray, list[tuple[int, int, int, int] | None]]:
-        """The first half of `read`: the (N, C, H, W) float images the model will see (one, or one per digit of a
-        number with `multi`) and where each digit was in the photo."""
-        from .preprocess import segment_digits
+    def read_number(self, source: Any, top_k: int = 3) -> "Reading":
+        """A whole number on one line, segmented by recognition (see predict/reading.py): the best reading, its
+        next alternatives (`Reading.alternatives`) and each digit with its box; one batched forward pass."""
+        from .reading import read_number
 
-        if not multi:
-            return self.prepare(source)[None], [None]
+        self._check_digit_model()
+        return read_number(self, source, top_k)
+
+    def _check_digit_model(self) -> None:
         if self.record.get("preprocess") != "digits":
             raise DigitlabError(f"--multi reads numbers and needs a digit model; '{self.name}' was trained on "
                                 f"{self.record.get('dataset')}")
-        digits = segment_digits(source, self.input_shape[1])
-        return np.stack([d.image[None] for d in digits]), [d.box for d in digits]
+
+    def cut(self, source: Any, multi: bool = False) -> tuple[np.ndarray, list[tuple[int, int, int, int] | None]]:
+        """The first half of `read`: the (N, C, H, W) float images the model will see and where each digit was.
+        For one digit this runs no model; for a number (`multi`) the cut is found by reading it (`read_number`),
+        so callers that can should call `read_number` directly instead of `cut` + `reading`."""
+        if not multi:
+            return self.prepare(source)[None], [None]
+        found = self.read_number(source)
+        return np.stack([d.image for d in found.digits]), [d.box for d in found.digits]
 
     def reading(self, images: np.ndarray, boxes: list, probs: torch.Tensor, top_k: int = 3) -> "Reading":
-        """The second half of `read`: what `cut` found plus the model's probabilities for it -> a Reading."""
-        pred = Prediction(probs.argmax(1), probs, self.classes)
-        parts = [ReadDigit(name, float(probs[i, pred.labels[i]]), top, boxes[i], images[i], probs[i].tolist())
-                 for i, (name, top) in enumerate(zip(pred.names, pred.top_k(top_k)))]
+        """The second half of `read`: what `cut` found plus the model's probabilities for it -> a Reading. A
+        `not-digit` class is never the answer: each digit is the best digit class, its reject probability aside."""
+        parts = [make_read_digit(self.classes, probs[i], top_k, boxes[i], images[i]) for i in range(len(images))]
         return Reading("".join(p.label for p in parts), parts)
 
     def evaluate(self, dataset: "str | ImageData", split: str = "test", root: str | None = None):
@@ -197,18 +207,35 @@ class Classifier:
         return evaluate(self.model, data, self.record["mean"], self.record["std"])
 
 
+REJECT = "not-digit"  # a reader model's reject class: "this is not one digit"
+
+
 @dataclass
 class ReadDigit:
     label: str
-    prob: float
-    top_k: list[tuple[str, float]]
+    prob: float  # of `label` among the digit classes
+    top_k: list[tuple[str, float]]  # digit classes only, renormalised over them
     box: tuple[int, int, int, int] | None  # x0, y0, x1, y1 in the photo (multi only)
     image: np.ndarray  # (C, H, W) float 0-1: what the model saw
-    probs: list[float]  # every class's probability
+    probs: list[float]  # every class's probability, as the model gave them
+    not_digit: float | None = None  # the model's `not-digit` probability, for models that have that class
 
     def to_dict(self) -> dict[str, Any]:
         return {"label": self.label, "prob": round(self.prob, 6), "top_k": [[n, p] for n, p in self.top_k],
-                **({"box": list(self.box)} if self.box else {})}
+                **({"box": list(self.box)} if self.box else {}),
+                **({"not_digit": round(self.not_digit, 6)} if self.not_digit is not None else {})}
+
+
+def make_read_digit(classes: list[str], probs: torch.Tensor, top_k: int, box: tuple[int, int, int, int] | None,
+                    image: np.ndarray) -> ReadDigit:
+    """One candidate's probabilities -> a ReadDigit whose label and top-k are digit classes only."""
+    row = probs.double()
+    keep = [i for i, c in enumerate(classes) if c != REJECT]
+    within = row[keep] / row[keep].sum().clamp_min(1e-12)
+    values, order = within.topk(min(top_k, len(keep)))
+    top = [(classes[keep[i]], round(float(v), 6)) for i, v in zip(order.tolist(), values.tolist())]
+    reject = float(row[classes.index(REJECT)]) if REJECT in classes else None
+    return ReadDigit(top[0][0], float(values[0]), top, box, image, probs.tolist(), reject)
 
 
 @dataclass
@@ -216,11 +243,25 @@ class Reading:
     """What a model read on one photo: a label, or for a number the digit string and each digit."""
     text: str
     digits: list[ReadDigit]
+    alternatives: list[tuple[str, float]] = field(default_factory=list)  # numbers: the next best texts, scores
+    score: float | None = None  # numbers: the joint log-score of `text` (alternatives' are on the same scale)
 
     @property
     def prob(self) -> float:
         """Confidence of the whole reading: the product of the digits' probabilities."""
         return float(np.prod([d.prob for d in self.digits]))
+
+    @property
+    def not_digit(self) -> float | None:
+        """The highest reject probability among the digits (None for models without a `not-digit` class)."""
+        values = [d.not_digit for d in self.digits if d.not_digit is not None]
+        return max(values) if values else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "prob": round(self.prob, 6), "digits": [d.to_dict() for d in self.digits],
+                "alternatives": [[t, s] for t, s in self.alternatives],
+                **({"score": self.score} if self.score is not None else {}),
+                **({"not_digit": round(self.not_digit, 6)} if self.not_digit is not None else {})}
 
 
 def is_model_path(path: str | Path) -> bool:

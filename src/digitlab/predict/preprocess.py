@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage as ndi
 
-from ..data.mnist_style import to_mnist
+from ..data.mnist_style import stroke_width, to_mnist
 from ..errors import DigitlabError
 
 MAX_PIXELS = 40_000_000  # larger images are refused (decompression bombs); a 12 MP phone photo is fine
@@ -101,36 +101,72 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     return float(centers[int(np.argmax(between[:-1]))])
 
 
-def ink_map(gray: np.ndarray, uniform_light: bool | None = None) -> np.ndarray:
+def ink_map(gray: np.ndarray, uniform_light: bool | None = None, thumb: "_Thumb | None" = None) -> np.ndarray:
     """How much ink each pixel holds, in [0, 1], with paper tone, lighting gradients and shadows removed.
     The background is whichever polarity the majority of pixels has; on light paper ink is 1 - image/background
     (lighting multiplies), on a dark background (chalk, MNIST itself) it is image - background. `uniform_light`
-    (default: images of at most 64 px) skips the lighting model for small, tightly cropped images."""
+    (default: images of at most 64 px) skips the lighting model for small, tightly cropped images; `thumb` lets
+    several working sizes of one photo share the (costly) background estimate."""
     if uniform_light if uniform_light is not None else max(gray.shape) <= 64:  # MNIST-sized, an icon
         lo, q25, q50, q75, hi = np.percentile(gray, [0.02, 25, 50, 75, 99.98])  # one sort for all of them
         light_background = q50 - lo > hi - q50
         return _ink(gray, q75 if light_background else q25, light_background)
-    # background: a percentile over windows a third of the image wide, on a 64 px thumbnail; ink covers a
-    # minority of any such window, however thick the pen, so it drops out. Which way the ink deviates from the
-    # local median (darker: pen on paper; lighter: chalk, MNIST itself) decides the polarity.
-    f = max(gray.shape) / 64
-    thumb_size = (max(1, round(gray.shape[1] / f)), max(1, round(gray.shape[0] / f)))
-    thumb = np.asarray(Image.fromarray(gray).resize(thumb_size, Image.Resampling.BOX)) if f > 1 else gray
-    win = max(3, max(thumb.shape) // 3)
-
-    def background(q: float) -> np.ndarray:
-        bg = ndi.percentile_filter(thumb, q, size=win, mode="nearest")
-        bg = ndi.uniform_filter(bg, size=max(3, win // 2), mode="nearest")
-        return np.asarray(Image.fromarray(bg.astype(np.float32)).resize(gray.shape[::-1], Image.Resampling.BILINEAR))
-
-    lo, hi = np.percentile(gray - background(50), [0.02, 99.98])  # even a thin line on a big page reaches these
+    thumb = thumb or _Thumb(gray)
+    lo, hi = np.percentile(gray - thumb.background(50, gray.shape), [0.02, 99.98])  # even a thin line reaches these
     light_background = -lo > hi
-    return _ink(gray, background(75 if light_background else 25), light_background)
+    return _ink(gray, thumb.background(75 if light_background else 25, gray.shape), light_background)
+
+
+class _Thumb:
+    """The photo's background at three percentiles (25, 50, 75) over windows a third of the image wide, on a 64 px
+    thumbnail; ink covers a minority of any such window, however thick the pen, so it drops out. Which way the
+    ink deviates from the local median (darker: pen on paper; lighter: chalk, MNIST itself) decides the polarity.
+    The percentiles are taken every second thumbnail pixel (the smoothing after them hides the difference), all
+    three in one partition of the windows: a quarter of the cost of three full-resolution rank filters."""
+
+    def __init__(self, gray: np.ndarray):
+        f = max(gray.shape) / 64
+        size = (max(1, round(gray.shape[1] / f)), max(1, round(gray.shape[0] / f)))
+        thumb = np.asarray(Image.fromarray(gray).resize(size, Image.Resampling.BOX)) if f > 1 else gray
+        self.win = win = max(3, max(thumb.shape) // 3)
+        padded = np.pad(thumb, (win // 2, (win - 1) // 2), mode="edge")
+        windows = np.lib.stride_tricks.sliding_window_view(padded, (win, win))[::2, ::2]
+        flat = windows.reshape(windows.shape[0] * windows.shape[1], win * win)
+        ranks = {q: int(win * win * q / 100) for q in (25, 50, 75)}
+        part = np.partition(flat, sorted(ranks.values()), axis=1)
+        self.shape = thumb.shape
+        self.levels = {q: part[:, r].reshape(windows.shape[:2]) for q, r in ranks.items()}
+        self.cache: dict[tuple[int, tuple[int, int]], np.ndarray] = {}
+
+    def background(self, q: int, shape: tuple[int, ...]) -> np.ndarray:
+        key = (q, tuple(shape))
+        if key not in self.cache:
+            bg = np.repeat(np.repeat(self.levels[q], 2, 0), 2, 1)[:self.shape[0], :self.shape[1]]
+            bg = ndi.uniform_filter(bg.astype(np.float32), size=max(3, self.win // 2), mode="nearest")
+            self.cache[key] = np.asarray(Image.fromarray(bg).resize(shape[::-1], Image.Resampling.BILINEAR))
+        return self.cache[key]
 
 
 def _ink(gray: np.ndarray, bg: np.ndarray | float, light_background: bool) -> np.ndarray:
     ink = 1.0 - gray / np.maximum(bg, 1e-3) if light_background else gray - bg
-    return ndi.median_filter(np.clip(ink, 0, 1).astype(np.float32), size=3)  # salt-and-pepper sensor noise
+    return median3(np.clip(ink, 0, 1).astype(np.float32))  # salt-and-pepper sensor noise
+
+
+def median3(x: np.ndarray) -> np.ndarray:
+    """3x3 median filter (edges reflected), equal to scipy's median_filter(x, 3) at a third of its cost: sort each
+    column of three, then the median is the median of (largest low, median middle, smallest high) across the row."""
+    p = np.pad(x, 1, mode="symmetric")
+    a, b, c = p[:-2], p[1:-1], p[2:]
+    s1, s2 = np.minimum(a, b), np.maximum(a, b)
+    s3, hi = np.minimum(s2, c), np.maximum(s2, c)
+    lo, mid = np.minimum(s1, s3), np.maximum(s1, s3)
+    top_lo = np.maximum(np.maximum(lo[:, :-2], lo[:, 1:-1]), lo[:, 2:])
+    low_hi = np.minimum(np.minimum(hi[:, :-2], hi[:, 1:-1]), hi[:, 2:])
+    return _med3(top_lo, _med3(mid[:, :-2], mid[:, 1:-1], mid[:, 2:]), low_hi)
+
+
+def _med3(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    return np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))
 
 
 def _median(a: np.ndarray) -> float:
@@ -144,7 +180,9 @@ def _median(a: np.ndarray) -> float:
 
 
 def clean(source: str | Path | bytes | Image.Image | np.ndarray) -> Cleaned:
-    """Photo -> ink mask at working resolution, noise specks removed."""
+    """Photo -> ink mask at working resolution, noise specks removed. The working side is the smallest of 256, 512
+    and the full `WORK_SIDE` at which the writing is still detailed (strokes >= 3 px, the tallest shape >= 48 px):
+    big, bold writing is found as well at a quarter of the pixels, 5-10x sooner; thin or small writing gets them all."""
     if isinstance(source, np.ndarray):
         arr = source.astype(np.float32)
         arr = arr / 255.0 if arr.max() > 1.5 else arr
@@ -156,9 +194,35 @@ def clean(source: str | Path | bytes | Image.Image | np.ndarray) -> Cleaned:
         f = -(-UPSCALE_BELOW // max(gray.shape))
         gray = np.asarray(Image.fromarray(gray).resize((gray.shape[1] * f, gray.shape[0] * f), Image.Resampling.BICUBIC))
         scale /= f
-    ink = ink_map(gray, uniform_light)
-    # the paper's own noise level (median and MAD of the ink map, which is mostly paper) is the floor; above it
-    # Otsu separates stroke cores from their soft edges, and half of that keeps the edges
+    thumb = None if uniform_light else _Thumb(gray)
+    for side in (256, 512):
+        f = max(gray.shape) / side
+        if f < 1.5:
+            break
+        small = np.asarray(Image.fromarray(gray).resize((max(1, round(gray.shape[1] / f)), max(1, round(gray.shape[0] / f))),
+                                                        Image.Resampling.BOX))
+        try:
+            mask = _ink_mask(small, thumb, uniform_light)
+        except DigitlabError:
+            break  # faint or tiny writing: look at every pixel
+        if _detailed(mask):
+            return Cleaned(mask=mask, scale=scale * max(gray.shape) / max(small.shape))
+    return Cleaned(mask=_ink_mask(gray, thumb, uniform_light), scale=scale)
+
+
+def _detailed(mask: np.ndarray, min_stroke: float = 3.0, min_height: int = 48) -> bool:
+    """Is this mask fine enough to cut and normalise digits from (to_mnist draws them 20 px tall)?"""
+    labels, n = ndi.label(mask)
+    if n == 0:
+        return False
+    tallest = max(sl[0].stop - sl[0].start for sl in ndi.find_objects(labels))
+    return tallest >= min_height and stroke_width(mask) >= min_stroke
+
+
+def _ink_mask(gray: np.ndarray, thumb: "_Thumb | None", uniform_light: bool) -> np.ndarray:
+    """Grayscale -> ink mask. The paper's own noise level (median and MAD of the ink map, which is mostly paper) is
+    the floor; above it Otsu separates stroke cores from their soft edges, and half of that keeps the edges."""
+    ink = ink_map(gray, uniform_light, thumb)
     med = _median(ink)
     floor = med + 6 * 1.4826 * _median(np.abs(ink - med)) + 0.02
     above = ink[ink > floor]
@@ -171,8 +235,7 @@ def clean(source: str | Path | bytes | Image.Image | np.ndarray) -> Cleaned:
         raise DigitlabError("no writing found in the image")
     areas = np.bincount(labels.ravel(), minlength=n + 1)[1:]
     keep = areas >= max(4, 0.04 * areas.max())  # sensor noise and paper texture make small specks
-    mask = keep[labels - 1] & mask
-    return Cleaned(mask=mask, scale=scale)
+    return keep[labels - 1] & mask
 
 
 def _components(mask: np.ndarray) -> list[tuple[slice, slice, np.ndarray]]:
