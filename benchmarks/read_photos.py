@@ -96,7 +96,9 @@ def naive_read(clf, batch: list[Photo]) -> list[str]:
     crops = [naive_crops(p.data, len(p.label)) for p in batch]
     if not crops:
         return []
-    names = clf.predict(np.clip(np.concatenate(crops), 0, 1)).names
+    probs = clf.predict(np.clip(np.concatenate(crops), 0, 1)).probs
+    digits = [i for i, c in enumerate(clf.classes) if c.isdigit()]  # a reader's 'not-digit' is no answer here either
+    names = [clf.classes[digits[j]] for j in probs[:, digits].argmax(1).tolist()]
     ends = np.cumsum([len(c) for c in crops])
     return ["".join(names[e - len(c):e]) for c, e in zip(crops, ends)]
 
