@@ -30,7 +30,7 @@ from starlette.requests import ClientDisconnect
 
 from ..errors import DigitlabError
 from ..models import count_params
-from ..predict import Classifier, load
+from ..predict import Classifier, Reading, load
 from ..predict.inspect import inspect_image, to_png
 
 STATIC = Path(__file__).parent / "static"
@@ -286,18 +286,27 @@ def list_models(request: Request) -> list[dict[str, Any]]:
     return out
 
 
-async def _cut(clf: Classifier, kind: str, data: Any, multi: bool) -> tuple[np.ndarray, list]:
-    """The model-ready images (and boxes) of a request's input."""
+async def _off_loop(data: bytes, fn, *args):
+    """Run `fn(*args)` here for a drawing or a small scan (quicker than a hop to a thread), in a thread for a big
+    photo (tens of ms: the loop answers others meanwhile); a DigitlabError becomes a 422."""
     try:
-        if kind == "pixels":
-            if multi:
-                raise BadRequest(422, "multi needs an image, not a pixel array")
-            return prepared_pixels(clf, data)[None], [None]
-        if len(data) <= INLINE_BODY:  # a drawing or a small scan: quicker than a hop to a thread
-            return clf.cut(data, multi=multi)
-        return await run_in_threadpool(clf.cut, data, multi)  # a big photo takes tens of ms: the loop answers others meanwhile
+        return fn(*args) if len(data) <= INLINE_BODY else await run_in_threadpool(fn, *args)
     except DigitlabError as e:
         raise BadRequest(422, str(e).removeprefix("upload: ")) from None
+
+
+async def _read(served: "ServedModels", name: str, clf: Classifier, kind: str, data: Any, multi: bool) -> Reading:
+    """A request's input read as one digit (its model call batched with other requests') or as a whole number
+    (segmented by recognition, which scores its own candidate cuts in one forward pass)."""
+    if kind == "pixels":
+        if multi:
+            raise BadRequest(422, "multi needs an image, not a pixel array")
+        images, boxes = prepared_pixels(clf, data)[None], [None]
+    elif multi:
+        return await _off_loop(data, clf.read_number, data)
+    else:
+        images, boxes = await _off_loop(data, clf.cut, data)
+    return clf.reading(images, boxes, await served.batchers[name].probs(images))
 
 
 async def predict(request: Request, model: str | None = MODEL_QUERY,
@@ -307,12 +316,13 @@ async def predict(request: Request, model: str | None = MODEL_QUERY,
     name, clf = served.pick(model)
     kind, data = await read_input(request, clf)
     t0 = time.perf_counter()
-    images, boxes = await _cut(clf, kind, data, multi)
-    reading = clf.reading(images, boxes, await served.batchers[name].probs(images))
+    reading = await _read(served, name, clf, kind, data, multi)
     digits = [{**d.to_dict(), "image": _png_b64(d.image)} for d in reading.digits]
     result = {"model": name, "label": reading.text, "prob": float(np.prod([d["prob"] for d in digits])), "digits": digits,
               "preprocessed": digits[0]["image"], "timing_ms": round(1000 * (time.perf_counter() - t0), 3)}
-    if not multi:
+    if multi:
+        result["alternatives"] = [{"label": text, "score": round(score, 4)} for text, score in reading.alternatives]
+    else:
         result["probs"] = {c: round(float(p), 6) for c, p in zip(clf.classes, reading.digits[0].probs)}
     return JSONResponse(result)  # plain dicts of str/float: skip FastAPI's generic encoder
 

@@ -35,7 +35,7 @@ function schedule(ms) { clearTimeout(timer); timer = setTimeout(sendCanvas, ms);
 function model() { return encodeURIComponent($("model").value); }
 
 function canvasBlob() { return new Promise((ok) => pad.toBlob(ok, "image/png")); }
-async function sendCanvas() { send(await canvasBlob(), false); }
+async function sendCanvas() { send(await canvasBlob(), $("multi").checked); }
 
 async function send(blob, multi) {
   const id = ++inflight;
@@ -50,7 +50,8 @@ async function send(blob, multi) {
 
 function show(data) {
   $("answer").textContent = data.label;
-  status(`${(100 * data.prob).toFixed(1)}% sure · ${data.timing_ms} ms on the server`);
+  const others = (data.alternatives || []).map((a) => a.label).join(", ");
+  status(`${(100 * data.prob).toFixed(1)}% sure · ${data.timing_ms} ms on the server${others ? ` · or: ${others}` : ""}`);
   const bars = $("bars"); bars.innerHTML = "";
   const probs = data.probs || Object.fromEntries(data.digits.map((d, i) => [`#${i + 1}: ${d.label}`, d.prob]));
   const best = Math.max(...Object.values(probs));
