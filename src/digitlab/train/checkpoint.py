@@ -9,6 +9,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,32 +34,39 @@ def is_out_of_space(error: BaseException) -> bool:
     return any(text in str(error) for text in NO_SPACE_TEXTS)
 
 
-def atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write: Callable[[str], None]) -> None:
     """Call write(tmp_path), fsync, then rename over `path` (atomic on POSIX). A full disk is a DigitlabError naming the
     folder, and the previous `path` is left as it was."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_all([(path, write)])
+
+
+def atomic_write_all(writes: list[tuple[Path, Callable[[str], None]]]) -> None:
+    """Write every file to a temporary name and fsync it, and only then rename them all into place: a failed write
+    (full disk) leaves every target as it was. Temporary files never outlive this call, whatever happens."""
+    temps: list[str] = []
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
-    except OSError as e:
-        if is_out_of_space(e):
-            raise DigitlabError(f"{path.parent}: no space left on its device (writing {path.name}); free some space") from None
-        raise
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private; give them the usual permissions
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        for path, write in writes:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
+            os.close(fd)
+            temps.append(tmp)
+            write(tmp)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private; give them the usual permissions
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        for (path, _), tmp in zip(writes, temps):
+            os.replace(tmp, path)
     except Exception as e:
         if is_out_of_space(e):
+            path = writes[len(temps) - 1][0] if temps else writes[0][0]
             raise DigitlabError(f"{path.parent}: no space left on its device (writing {path.name}); free some space") from None
         raise
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        for tmp in temps:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
 
 def _writer_alive(pid: int) -> bool:
@@ -128,11 +136,16 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
+def model_writer(model: torch.nn.Module, record: dict[str, Any]) -> Callable[[str], None]:
+    """A writer for atomic_write: the weights as safetensors, the record in its header."""
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    metadata = {"digitlab": json.dumps({"format": FORMAT, **record})}
+    return lambda tmp: save_file(tensors, tmp, metadata=metadata)
+
+
 def save_model(path: Path, model: torch.nn.Module, record: dict[str, Any]) -> None:
     """Weights as safetensors; the record (architecture, classes, normalisation, input size, metrics) in its header."""
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    record = {"format": FORMAT, **record}
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"digitlab": json.dumps(record)}))
+    atomic_write(path, model_writer(model, record))
 
 
 def read_record(path: Path) -> dict[str, Any]:

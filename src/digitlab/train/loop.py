@@ -16,6 +16,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from ..data import augment, epoch_order, iterate_batches, load_dataset, normaliz
 from ..device import autocast, memory_format, pick_device
 from ..errors import DigitlabError
 from ..models import count_params, create_model
-from .checkpoint import (atomic_write, atomic_write_text, check_free_space, clean_stale_temps, load_state, save_model, save_state,
+from .checkpoint import (atomic_write_all, atomic_write_text, check_free_space, clean_stale_temps, load_state, model_writer,
                          verify_checkpoint)
 from .config import TrainConfig, check_options, read_config_file, resolve_config
 from .evaluate import EvalResult, evaluate
@@ -304,13 +305,14 @@ def _restore(s: _Session, state: dict) -> None:
 
 
 def checkpoint_bytes(s: _Session) -> int:
-    """Disk a run needs beyond what its folder already holds: two weight files, the resume state (model, up to two
-    optimizer moments, EMA), the temporary copy of the largest while it is replaced, and 256 KB for reports."""
+    """Disk a run needs beyond what its folder already holds: two weight files and the resume state (model, up to two
+    optimizer moments, EMA), once as the files and once as their temporary copies during an epoch's save, and 256 KB
+    for metrics and reports."""
     weights = sum(t.numel() * t.element_size() for t in s.model.state_dict().values())
-    state = weights * (3 + (1 if s.ema is not None else 0))
+    files = 2 * weights + weights * (3 + (1 if s.ema is not None else 0))
     existing = sum((s.run_dir / n).stat().st_size for n in ("last.safetensors", "best.safetensors", "last.state.pt")
                    if (s.run_dir / n).is_file())
-    return max(0, 2 * weights + state - existing) + state + 256 * 1024
+    return max(0, files - existing) + files + 256 * 1024
 
 
 def _open_run_folder(s: _Session) -> None:
@@ -366,7 +368,7 @@ def _what_is_kept(s: _Session) -> str:
     if s.history and (s.run_dir / "last.state.pt").is_file():
         return f"the last good checkpoint (epoch {s.history[-1]['epoch']}) in {s.run_dir} is intact"
     held = sorted(p.name for p in s.run_dir.iterdir() if not p.name.startswith(".")) if s.run_dir.is_dir() else []
-    return f"no checkpoint was saved yet ({s.run_dir} holds {', '.join(held) or 'nothing'})"
+    return f"no checkpoint was saved yet ({s.run_dir} holds only {', '.join(held) or 'nothing'})"
 
 
 def train_one_epoch(s: _Session, epoch: int) -> dict:
@@ -453,15 +455,16 @@ def end_epoch(s: _Session, entry: dict) -> bool:
 
 
 def _save_epoch(s: _Session, entry: dict, improved: bool) -> None:
-    """last, best (if improved), then the resume state: a crash between them resumes from the previous state."""
+    """last, best (if improved), the resume state and the history, all written before any is renamed into place: a
+    failed write (full disk) leaves the whole previous epoch as it was, and a kill between renames resumes cleanly."""
     meta = {**s.record, "epoch": entry["epoch"], "metrics": entry}
-    save_model(s.run_dir / "last.safetensors", s.eval_model, meta)
+    writes = [(s.run_dir / "last.safetensors", model_writer(s.eval_model, meta))]
     if improved:
-        save_model(s.run_dir / "best.safetensors", s.eval_model, meta)
-    save_state(s.run_dir / "last.state.pt", {
-        "epoch": entry["epoch"], "model": s.model.state_dict(), "optimizer": s.optimizer.state_dict(),
-        "ema": s.ema.state_dict() if s.ema is not None else None, "history": s.history, "best": s.best, "bad_epochs": s.bad_epochs})
-    _write_history(s.run_dir, s.history)
+        writes.append((s.run_dir / "best.safetensors", model_writer(s.eval_model, meta)))
+    state = {"epoch": entry["epoch"], "model": s.model.state_dict(), "optimizer": s.optimizer.state_dict(),
+             "ema": s.ema.state_dict() if s.ema is not None else None, "history": s.history, "best": s.best, "bad_epochs": s.bad_epochs}
+    writes.append((s.run_dir / "last.state.pt", lambda tmp: torch.save(state, tmp)))
+    atomic_write_all(writes + _history_writes(s.run_dir, s.history))
 
 
 def _finish(s: _Session) -> Run:
@@ -492,9 +495,10 @@ def _epoch_line(e: dict, epochs: int) -> str:
     return " - ".join(parts)
 
 
-def _write_history(run_dir: Path, history: list[dict]) -> None:
-    atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+def _history_writes(run_dir: Path, history: list[dict]) -> list[tuple[Path, Callable[[str], None]]]:
+    """metrics.jsonl and metrics.csv as (path, writer) pairs for atomic_write_all."""
     keys = list(dict.fromkeys(k for h in history for k in h))
+    jsonl = "".join(json.dumps(h) + "\n" for h in history)
 
     def write_csv(tmp: str) -> None:
         with open(tmp, "w", newline="") as f:
@@ -502,4 +506,4 @@ def _write_history(run_dir: Path, history: list[dict]) -> None:
             w.writeheader()
             w.writerows(history)
 
-    atomic_write(run_dir / "metrics.csv", write_csv)
+    return [(run_dir / "metrics.jsonl", lambda tmp: Path(tmp).write_text(jsonl)), (run_dir / "metrics.csv", write_csv)]
