@@ -111,7 +111,7 @@ def check_free_space(folder: Path, needed: int, what: str) -> None:
     """Refuse to start work whose output cannot fit: cheaper than a full disk after an epoch of training."""
     free = shutil.disk_usage(folder).free
     if free < needed:
-        raise DigitlabError(f"{folder}: only {_size(free)} free on its device and {what} needs about {_size(needed)}; "
+        raise DigitlabError(f"{folder}: only {_size(free)} free on its device, and {what} need about {_size(needed)}; "
                             "free some space or choose another folder")
 
 

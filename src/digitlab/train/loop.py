@@ -330,7 +330,7 @@ def _open_run_folder(s: _Session) -> None:
                 "preprocess": "digits" if data.name in DIGIT_DATASETS else "resize"}
     if s.rank == 0:
         s.run_dir.mkdir(parents=True, exist_ok=True)
-        check_free_space(s.run_dir, checkpoint_bytes(s), f"a {cfg.model} run's checkpoints")
+        check_free_space(s.run_dir, checkpoint_bytes(s), f"the checkpoints of a {cfg.model} run")
         atomic_write_text(s.run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))
         if cfg.tensorboard:
             from .tensorboard import TensorBoardLogger
