@@ -101,3 +101,13 @@ def test_train_streams_a_folder_with_dataloader_workers(tmp_path):
     for a, b in zip(*history):  # the same batches in the same order: the same run
         assert abs(a["train_loss"] - b["train_loss"]) < 1e-5 and a["val_acc"] == b["val_acc"]
     assert_user_error(run_cli("train", "--dataset", "mnist-sample", "--stream", "--out", str(tmp_path / "r2")), "--stream")
+
+
+def test_user_errors_exit_with_code_2_and_one_line(tmp_path):
+    """argparse's own errors are one line too (no usage block), and every user mistake exits with 2."""
+    r = run_cli("train", "--epochs", "three")
+    assert_user_error(r, "--epochs", "invalid int value")
+    assert r.returncode == 2 and "usage:" not in r.stderr
+    r = run_cli("train", "--model", "lenet6", "--dataset", "mnist-sample", "--out", str(tmp_path / "r"))
+    assert_user_error(r, "lenet6")
+    assert r.returncode == 2

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -10,6 +11,24 @@ from pathlib import Path
 from . import __version__
 from .errors import DigitlabError
 from .weights import reader_path
+
+USAGE_ERROR = 2  # every user mistake (bad flag, option, path, file, full disk); predict's 3 means "some inputs failed"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the same one-line error as every other user mistake (its default prints the usage block too)."""
+
+    def error(self, message: str) -> None:
+        print(f"digitlab: error: {message} (see: {self.prog} --help)", file=sys.stderr)
+        sys.exit(USAGE_ERROR)
+
+
+def _check_output_folder(path: str | Path | None, what: str) -> None:
+    """A folder we will create or write into must not be an existing file: say so before loading anything."""
+    if path is not None:
+        from .train.loop import check_output_folder
+
+        check_output_folder(Path(path), what)
 
 
 def _add_data_args(p: argparse.ArgumentParser, dataset_default: str | None = None) -> None:
@@ -40,7 +59,7 @@ def _train_parser(sub) -> None:
     p.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop before an epoch that would overrun this training time")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto, cpu, cuda or mps")
-    p.add_argument("--threads", type=int, help="CPU threads (default: PyTorch's choice)")
+    p.add_argument("--threads", type=int, help="CPU threads (default: the CPUs not already busy, by the load average; at least 1)")
     p.add_argument("--image-size", type=int, help="resize images to this square size")
     p.add_argument("--stream", action="store_true", default=None,
                    help="image folders: decode from disk each epoch with DataLoader workers (automatic when the folder does not fit in memory)")
@@ -58,7 +77,7 @@ def _train_parser(sub) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     if args.nproc and int(os.environ.get("WORLD_SIZE", "1")) == 1:
-        return _launch_torchrun(args.nproc)
+        return _launch_torchrun(args.nproc, args.argv)
     from .train import train
 
     model_args = {}
@@ -70,17 +89,19 @@ def cmd_train(args: argparse.Namespace) -> int:
             model_args[key] = json.loads(value)
         except json.JSONDecodeError:
             model_args[key] = value
-    options = {k: v for k, v in vars(args).items() if k not in ("command", "func", "model_arg", "resume", "nproc", "config")}
+    options = {k: v for k, v in vars(args).items() if k not in ("command", "func", "model_arg", "resume", "nproc", "config", "argv")}
     if model_args:
         options["model_args"] = model_args
     train(resume=args.resume, config_file=args.config, **options)
     return 0
 
 
-def _launch_torchrun(nproc: int) -> int:
+def _launch_torchrun(nproc: int, argv: list[str]) -> int:
+    """Relaunch this very command (the argv given to main(), not sys.argv) under torchrun, without --nproc."""
     import subprocess
 
-    argv = sys.argv[1:]
+    if nproc < 1:
+        raise DigitlabError(f"--nproc must be at least 1, got {nproc}")
     cleaned, skip = [], False
     for a in argv:
         if skip:
@@ -99,10 +120,12 @@ def _launch_torchrun(nproc: int) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .predict.classifier import Classifier
-    from .train.checkpoint import resolve_checkpoint
+    from .train.checkpoint import atomic_write_text, clean_stale_temps, resolve_checkpoint
     from .train.report import write_eval_pictures
 
+    _check_output_folder(args.out, "--out")
     path = resolve_checkpoint(args.checkpoint)
+    clean_stale_temps(path.parent)
     clf = Classifier.from_checkpoint(path, device=args.device)
     dataset = args.dataset or clf.record["dataset"]
     from .data import load_dataset
@@ -110,12 +133,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     c, h, _ = clf.input_shape
     splits = load_dataset(dataset, root=args.data_root, val_split=0.0, image_size=h, channels=c)
     data = splits.test if args.split == "test" else splits.train
-    result = clf.evaluate(data)
+    try:
+        result = clf.evaluate(data)
+    except DigitlabError as e:
+        raise DigitlabError(f"{dataset}: {e}") from None
     out = Path(args.out) if args.out else (path.parent / f"eval-{dataset.replace('folder:', '').replace('/', '_')}-{args.split}")
+    _check_output_folder(out, "the evaluation folder")
     out.mkdir(parents=True, exist_ok=True)
     write_eval_pictures(out, result, data)
     report = {"checkpoint": str(path), "dataset": dataset, "split": args.split, **result.to_dict()}
-    (out / "eval.json").write_text(json.dumps(report, indent=2))
+    atomic_write_text(out / "eval.json", json.dumps(report, indent=2))
     if args.json:
         print(json.dumps(report))
         return 0
@@ -175,6 +202,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if args.top_k < 1:
         raise DigitlabError("--top-k must be at least 1")
+    _check_output_folder(args.save_preprocessed, "--save-preprocessed")
     model, inputs = _model_and_inputs(args.inputs)
     clf = load(model, backend=args.backend)
     save_dir = Path(args.save_preprocessed) if args.save_preprocessed else None
@@ -239,9 +267,15 @@ def _save_preprocessed(folder: Path, item: str, reading) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from .predict.onnx import export_onnx
+    from .train.checkpoint import clean_stale_temps, resolve_checkpoint
 
+    if args.out and Path(args.out).is_dir():
+        raise DigitlabError(f"--out {args.out} is a folder; give the .onnx file name, e.g. {Path(args.out) / 'model.onnx'}")
     model = args.model or reader_path()
-    out = export_onnx(model, args.out or (None if args.model else "reader.onnx"))
+    out_path = args.out or (None if args.model else "reader.onnx")
+    target = Path(out_path) if out_path else resolve_checkpoint(model).with_suffix(".onnx")
+    clean_stale_temps(target.parent)
+    out = export_onnx(model, out_path)
     print(f"exported {model} -> {out} (ONNX, dynamic batch; input 'images' normalised, output 'logits')")
     return 0
 
@@ -275,6 +309,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from .predict import load
     from .predict.inspect import inspect_image, write_inspection
 
+    _check_output_folder(args.out, "--out")
     model, images = _model_and_inputs(args.inputs)
     if len(images) != 1:
         raise DigitlabError(f"inspect takes one image, got {len(images)}: {' '.join(images)}")
@@ -372,7 +407,7 @@ def cmd_models_summary(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="digitlab", description="Train, compare, inspect and serve image classifiers for digits and small images.")
+    parser = _Parser(prog="digitlab", description="Train, compare, inspect and serve image classifiers for digits and small images.")
     parser.add_argument("--version", action="version", version=f"digitlab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -464,14 +499,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# file-system faults that are the user's to fix (a full disk while plots are written, a read-only or foreign folder)
+USER_OS_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.EEXIST)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; a user mistake is one line on stderr and exit code 2, never a traceback."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # OpenMP threads that spin while they wait (GNU OpenMP's default) starve each other and every other process when
+    # the CPUs are shared: measured 2-3 vs 65-90 steps/s (2 threads, 2 busy cores). Must be set before torch loads.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version (0) or a bad flag (2, already printed)
+        return e.code if isinstance(e.code, int) else USAGE_ERROR
+    args.argv = argv
     try:
         return args.func(args)
     except DigitlabError as e:
         print(f"digitlab: error: {e}", file=sys.stderr)
-        return 1
+        return USAGE_ERROR
+    except OSError as e:
+        if e.errno not in USER_OS_ERRORS:
+            raise
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"digitlab: error: {e.strerror or e}{where}", file=sys.stderr)
+        return USAGE_ERROR
     except KeyboardInterrupt:
         print("digitlab: interrupted", file=sys.stderr)
         return 130
@@ -480,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except MemoryError:
         print("digitlab: error: out of memory; try a smaller --batch-size or --image-size", file=sys.stderr)
-        return 1
+        return USAGE_ERROR
 
 
 if __name__ == "__main__":

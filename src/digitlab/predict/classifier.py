@@ -185,13 +185,16 @@ class Classifier:
         return Reading("".join(p.label for p in parts), parts)
 
     def evaluate(self, dataset: "str | ImageData", split: str = "test", root: str | None = None):
-        """Score the model on a dataset (name or ImageData); the data must match its input shape and classes."""
+        """Score the model on a dataset (name or ImageData) of its input shape. Labels are matched to the model's
+        classes by name: a dataset whose classes are some of the model's (MNIST's 0-9 for a 0-9 + not-digit model)
+        is scored, one with a class the model does not know (Fashion-MNIST for an MNIST model) is refused."""
         from ..data import load_dataset
         from ..train.evaluate import evaluate
 
         if self.model is None:
             raise DigitlabError("evaluate needs the PyTorch checkpoint; load the run folder instead of the .onnx file")
         c, h, _ = self.input_shape
+        name = dataset if isinstance(dataset, str) else "the data"
         if isinstance(dataset, str):
             splits = load_dataset(dataset, root=root, val_split=0.0, image_size=h, channels=c)
             data = {"test": splits.test, "train": splits.train}.get(split)
@@ -200,10 +203,18 @@ class Classifier:
         else:
             data = dataset
         if data.shape != self.input_shape:
-            raise DigitlabError(f"the data is {data.shape} but the model takes {self.input_shape}")
-        if len(data.classes) != len(self.classes):
-            raise DigitlabError(f"the data has {len(data.classes)} classes ({', '.join(data.classes[:5])}...) "
-                                f"but the model was trained on {len(self.classes)} ({', '.join(self.classes[:5])}...)")
+            raise DigitlabError(f"{name} is {data.shape} but the model takes {self.input_shape}")
+        classes, trained_on = list(self.classes), self.record.get("dataset", "its training data")
+        unknown = [k for k in data.classes if k not in classes]
+        if unknown:
+            shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+            raise DigitlabError(f"{name} has classes the model does not know ({shown}); the model was trained on {trained_on} "
+                                f"with classes {', '.join(classes[:12])}{' ...' if len(classes) > 12 else ''}")
+        if list(data.classes) != classes:  # a subset, or the same names in another order: relabel by name
+            if not isinstance(data, ImageData):
+                raise DigitlabError(f"{name} lists its classes differently from the model; load it into memory to evaluate")
+            index = torch.tensor([classes.index(k) for k in data.classes], dtype=torch.long)
+            data = ImageData(data.images, index.to(data.labels.device)[data.labels], classes)
         return evaluate(self.model, data, self.record["mean"], self.record["std"])
 
 

@@ -2,12 +2,19 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import tomllib
+import types
+import typing
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from ..data.batches import AUGMENT_CHOICES
 from ..errors import DigitlabError
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adadelta")
@@ -42,67 +49,143 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
+def opt(default: Any = None, *, ge: float | None = None, gt: float | None = None, lt: float | None = None,
+        le: float | None = None, choices: Sequence[Any] | Callable[[], Sequence[Any]] | None = None) -> Any:
+    """A TrainConfig field with its rule: the type comes from the annotation, the range and choices from here, so a new
+    option is one line and is checked the same way from flags, config files and the Python API."""
+    rule = {"ge": ge, "gt": gt, "lt": lt, "le": le, "choices": choices}
+    if isinstance(default, dict):
+        return field(default_factory=dict, metadata=rule)
+    return field(default=default, metadata=rule)
+
+
+def _augment_choices() -> Sequence[str]:
+    return AUGMENT_CHOICES
+
+
+def _recipe_choices() -> Sequence[str]:
+    return tuple(RECIPES)
+
+
 @dataclass
 class TrainConfig:
-    model: str = "lenet5"
-    dataset: str | None = None  # None: MNIST, falling back to mnist-sample when offline
-    data_root: str | None = None
-    image_size: int | None = None
-    channels: int | None = None
-    recipe: str | None = None
-    epochs: int = 10
-    batch_size: int = 128
-    optimizer: str = "adam"
-    lr: float | None = None  # None: the model's default
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    schedule: str = "cosine"
-    gamma: float = 0.7  # step schedule: multiply the LR by this every epoch
-    label_smoothing: float = 0.0
-    augment: str = "light"
-    ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off
-    reject: float = 0.0  # digit datasets: add this fraction of 'not-digit' wrong cuts as an extra class (the reader)
-    val_split: float = 0.1
-    early_stop: int = 0  # patience in epochs; 0 = off
-    time_budget: float = 0.0  # seconds of training; stop before an epoch that would overrun it; 0 = off
-    seed: int = 0
-    device: str = "auto"
-    threads: int = 0  # 0: PyTorch's default
-    stream: bool = False  # image folders: stream from disk with DataLoader workers even if the folder fits in memory
-    workers: int | None = None  # DataLoader processes for a streamed folder; None: one per core, at most 8
-    compile: bool = False
-    tensorboard: bool = False
-    track_test: bool = False  # also score the test set each epoch (for time-to-accuracy curves, never for selection)
-    out: str | None = None
-    model_args: dict[str, Any] = field(default_factory=dict)
+    model: str = opt("lenet5")
+    dataset: str | None = opt(None)  # None: MNIST, falling back to mnist-sample when offline
+    data_root: str | None = opt(None)
+    image_size: int | None = opt(None, ge=1)
+    channels: int | None = opt(None, choices=(1, 3))
+    recipe: str | None = opt(None, choices=_recipe_choices)
+    epochs: int = opt(10, ge=1)
+    batch_size: int = opt(128, ge=1)
+    optimizer: str = opt("adam", choices=OPTIMIZERS)
+    lr: float | None = opt(None, gt=0)  # None: the model's default
+    momentum: float = opt(0.9, ge=0)
+    weight_decay: float = opt(0.0, ge=0)
+    schedule: str = opt("cosine", choices=SCHEDULES)
+    gamma: float = opt(0.7, gt=0)  # step schedule: multiply the LR by this every epoch
+    label_smoothing: float = opt(0.0, ge=0, lt=1)
+    augment: str = opt("light", choices=_augment_choices)
+    ema: float = opt(0.0, ge=0, lt=1)  # decay of an exponential moving average of the weights; 0 = off
+    reject: float = opt(0.0, ge=0, le=1)  # digit datasets: this fraction of 'not-digit' wrong cuts as an extra class (the reader)
+    val_split: float = opt(0.1, ge=0, lt=1)
+    early_stop: int = opt(0, ge=0)  # patience in epochs; 0 = off
+    time_budget: float = opt(0.0, ge=0)  # seconds of training; stop before an epoch that would overrun it; 0 = off
+    seed: int = opt(0, ge=0, lt=2**31)
+    device: str = opt("auto")
+    threads: int = opt(0, ge=0, le=1024)  # 0: one per CPU this process may use (see loop.default_threads)
+    stream: bool = opt(False)  # image folders: stream from disk with DataLoader workers even if the folder fits in memory
+    workers: int | None = opt(None, ge=0)  # DataLoader processes for a streamed folder; None: one per core, at most 8
+    compile: bool = opt(False)
+    tensorboard: bool = opt(False)
+    track_test: bool = opt(False)  # also score the test set each epoch (for time-to-accuracy curves, never for selection)
+    out: str | None = opt(None)
+    model_args: dict[str, Any] = opt({})
 
     def validate(self) -> "TrainConfig":
-        from ..data import AUGMENT_CHOICES
-
-        checks = [
-            (self.optimizer in OPTIMIZERS, f"unknown optimizer '{self.optimizer}'; choose one of: {', '.join(OPTIMIZERS)}"),
-            (self.schedule in SCHEDULES, f"unknown schedule '{self.schedule}'; choose one of: {', '.join(SCHEDULES)}"),
-            (self.augment in AUGMENT_CHOICES, f"unknown augmentation '{self.augment}'; choose one of: {', '.join(AUGMENT_CHOICES)}"),
-            (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
-            (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
-            (self.lr is None or self.lr > 0, f"--lr must be positive, got {self.lr}"),
-            (0 <= self.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {self.label_smoothing}"),
-            (0 <= self.ema < 1, f"--ema must be in [0, 1), got {self.ema}"),
-            (0 <= self.reject <= 1, f"--reject must be in [0, 1], got {self.reject}"),
-            (0 <= self.val_split < 1, f"--val-split must be in [0, 1), got {self.val_split}"),
-            (self.early_stop >= 0, f"--early-stop must be >= 0, got {self.early_stop}"),
-            (self.workers is None or self.workers >= 0, f"--workers must be >= 0, got {self.workers}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise DigitlabError(message)
+        """Check every field's type, range and choices; floats given as ints become floats."""
+        for name in FIELDS:
+            setattr(self, name, check_option(name, getattr(self, name)))
         return self
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+_HINTS = typing.get_type_hints(TrainConfig)
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a table of KEY = VALUE"}
+
+
+def flag(name: str) -> str:
+    """How the CLI spells an option, so messages name what the user typed."""
+    return "--" + name.replace("_", "-")
+
+
+def _show(value: Any) -> str:
+    return f"'{value}'" if isinstance(value, str) else repr(value)
+
+
+def _coerce(name: str, value: Any, label: str) -> Any:
+    """The value in the field's type, or a DigitlabError; bool is never taken for an int (True is not 1 epoch)."""
+    hint = _HINTS[name]
+    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    allowed = tuple(typing.get_origin(t) or t for t in allowed)
+    if value is None:
+        if type(None) in allowed:
+            return None
+    elif isinstance(value, bool):
+        if bool in allowed:
+            return value
+    elif isinstance(value, int) and int in allowed:
+        return value
+    elif isinstance(value, (int, float)) and float in allowed:
+        return float(value)
+    elif isinstance(value, (str, dict)) and type(value) in allowed:
+        return value
+    wanted = " or ".join(_TYPE_NAMES[t] for t in allowed if t in _TYPE_NAMES)
+    raise DigitlabError(f"{label} must be {wanted}, got {_show(value)}")
+
+
+def check_option(name: str, value: Any, label: str | None = None) -> Any:
+    """One option checked against its field: type, then choices, then range. Returns the (coerced) value."""
+    if name not in FIELDS:
+        raise DigitlabError(unknown_option_message(name, label))
+    label = label or flag(name)
+    value = _coerce(name, value, label)
+    if value is None:
+        return value
+    rule = FIELDS[name].metadata
+    choices = rule.get("choices")
+    choices = choices() if callable(choices) else choices
+    if choices is not None and value not in choices:
+        raise DigitlabError(f"{label}: unknown value {_show(value)}; choose one of: {', '.join(map(str, choices))}")
+    bounds = [("ge", "at least", lambda v, b: v >= b), ("gt", "more than", lambda v, b: v > b),
+              ("lt", "less than", lambda v, b: v < b), ("le", "at most", lambda v, b: v <= b)]
+    for key, words, ok in bounds:
+        bound = rule.get(key)
+        if bound is not None and not ok(value, bound):
+            raise DigitlabError(f"{label} must be {words} {bound}, got {_show(value)}")
+    return value
+
+
+def unknown_option_message(name: str, where: str | None = None) -> str:
+    """'unknown option' with the closest valid name, e.g. epoch -> epochs."""
+    guess = difflib.get_close_matches(name, list(FIELDS), n=1, cutoff=0.6)
+    hint = f"; did you mean '{guess[0]}'?" if guess else f"; valid options: {', '.join(sorted(FIELDS))}"
+    return f"{where + ': ' if where else ''}unknown option '{name}'{hint}"
+
+
+def check_options(options: dict[str, Any], where: str | None = None) -> dict[str, Any]:
+    """Every key known, every value valid; `where` (a config file) prefixes the messages."""
+    checked = {}
+    for name, value in options.items():
+        if name not in FIELDS:
+            raise DigitlabError(unknown_option_message(name, where))
+        if value is None:  # unset: the recipe's or the model's default applies
+            checked[name] = None
+            continue
+        checked[name] = check_option(name, value, f"{where}: {name}" if where else None)
+    return checked
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -115,30 +198,22 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         if p.suffix == ".toml":
             data = tomllib.loads(text)
         elif p.suffix in (".yaml", ".yml"):
-            import yaml
-
             data = yaml.safe_load(text) or {}
         elif p.suffix == ".json":
             data = json.loads(text)
         else:
             raise DigitlabError(f"config file {p}: use a .toml, .yaml or .json file")
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError, ValueError) as e:
-        raise DigitlabError(f"config file {p} is not valid: {str(e).splitlines()[0]}") from None
-    except Exception as e:  # yaml.YAMLError without importing yaml at module level
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, yaml.YAMLError, ValueError) as e:
         raise DigitlabError(f"config file {p} is not valid: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise DigitlabError(f"config file {p} must hold a table of options")
-    return {k.replace("-", "_"): v for k, v in data.items()}
+    return check_options({str(k).replace("-", "_"): v for k, v in data.items()}, where=str(p))
 
 
 def resolve_config(options: dict[str, Any]) -> TrainConfig:
     """Explicit options win over the recipe, which wins over the model's own defaults."""
-    unknown = set(options) - FIELDS
-    if unknown:
-        raise DigitlabError(f"unknown option(s) {', '.join(sorted(unknown))}; valid options: {', '.join(sorted(FIELDS))}")
+    options = check_options(options)
     recipe = options.get("recipe")
-    if recipe is not None and recipe not in RECIPES:
-        raise DigitlabError(f"unknown recipe '{recipe}'; choose one of: {', '.join(RECIPES)}")
     recipe_options = RECIPES.get(recipe, {}) if recipe else {}
     from ..models import get_entry
 

@@ -13,8 +13,10 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +30,9 @@ from ..data.reject import with_reject_class
 from ..device import autocast, memory_format, pick_device
 from ..errors import DigitlabError
 from ..models import count_params, create_model
-from .checkpoint import atomic_write_text, load_state, save_model, save_state
-from .config import TrainConfig, read_config_file, resolve_config
+from .checkpoint import (atomic_write_all, atomic_write_text, check_free_space, clean_stale_temps, load_state, model_writer,
+                         verify_checkpoint)
+from .config import TrainConfig, check_options, read_config_file, resolve_config
 from .evaluate import EvalResult, evaluate
 from .record import run_record
 
@@ -109,21 +112,10 @@ def _all_reduce(values: torch.Tensor, world: int) -> torch.Tensor:
 
 
 def _prepare(config: TrainConfig | dict | None, resume: str | Path | None, config_file: str | None, options: dict) -> tuple[TrainConfig, Path, dict | None]:
-    """Resolve the config (file < flags) and the run folder; load the resume state if asked to."""
+    """Resolve the config (file < flags) and the run folder; load the resume state if asked to. Everything that can
+    be checked before training (paths, options, checkpoints) is checked here, so a mistake costs no epoch."""
     if resume is not None:
-        run_dir = Path(resume)
-        state_path = run_dir / "last.state.pt"
-        if not state_path.is_file():
-            raise DigitlabError(f"{run_dir}: nothing to resume (no last.state.pt); start a new run without --resume")
-        try:
-            saved = json.loads((run_dir / "config.json").read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise DigitlabError(f"{run_dir}/config.json is missing or unreadable ({e.__class__.__name__}); the run cannot be resumed") from None
-        changed = {k for k, v in options.items() if v is not None and saved.get(k) != v} - RESUMABLE_OVERRIDES
-        if changed:
-            raise DigitlabError(f"cannot change {', '.join(sorted(changed))} when resuming; only {', '.join(sorted(RESUMABLE_OVERRIDES))} may change")
-        saved.update({k: v for k, v in options.items() if v is not None and k in RESUMABLE_OVERRIDES})
-        return TrainConfig(**saved).validate(), run_dir, load_state(state_path)
+        return _prepare_resume(Path(resume), options)
     merged: dict[str, Any] = {}
     if config_file:
         merged.update(read_config_file(config_file))
@@ -135,24 +127,146 @@ def _prepare(config: TrainConfig | dict | None, resume: str | Path | None, confi
     cfg = resolve_config(merged)
     dataset_tag = (cfg.dataset or "mnist").replace("folder:", "").replace("/", "_").strip("_.") or "data"
     run_dir = Path(cfg.out or Path("runs") / f"{cfg.model}-{dataset_tag}-{datetime.now():%Y%m%d-%H%M%S}")
+    check_output_folder(run_dir, "--out")
     if (run_dir / "last.state.pt").exists():
         raise DigitlabError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, or pass --out NEW_FOLDER")
+    clean_stale_temps(run_dir)
     return cfg, run_dir, None
+
+
+def _prepare_resume(run_dir: Path, options: dict) -> tuple[TrainConfig, Path, dict]:
+    """The saved config with the allowed overrides, and the resume state; both checkpoints are read in full first."""
+    state_path = run_dir / "last.state.pt"
+    if not state_path.is_file():
+        raise DigitlabError(f"{run_dir}: nothing to resume (no last.state.pt); start a new run without --resume")
+    clean_stale_temps(run_dir)
+    try:
+        saved = json.loads((run_dir / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise DigitlabError(f"{run_dir}/config.json is missing or unreadable ({e.__class__.__name__}); the run cannot be resumed") from None
+    if not isinstance(saved, dict):
+        raise DigitlabError(f"{run_dir}/config.json does not hold a table of options; the run cannot be resumed")
+    saved = check_options(saved, where=str(run_dir / "config.json"))
+    options = check_options({k: v for k, v in options.items() if v is not None})
+    changed = {k for k, v in options.items() if saved.get(k) != v} - RESUMABLE_OVERRIDES
+    if changed:
+        raise DigitlabError(f"cannot change {', '.join(sorted(changed))} when resuming; only {', '.join(sorted(RESUMABLE_OVERRIDES))} may change")
+    saved.update({k: v for k, v in options.items() if k in RESUMABLE_OVERRIDES})
+    state = load_state(state_path)
+    for name in ("last.safetensors", "best.safetensors"):
+        if not (run_dir / name).is_file():
+            raise DigitlabError(f"{run_dir / name} is missing; the run cannot be resumed (start a new run)")
+        try:
+            verify_checkpoint(run_dir / name)
+        except DigitlabError as e:
+            raise DigitlabError(f"{e}; the run cannot be resumed (restore the file or start a new run)") from None
+    return TrainConfig(**saved).validate(), run_dir, state
+
+
+def check_output_folder(folder: Path, what: str) -> None:
+    """A folder we are about to create or write into: not an existing file, under a writable folder. Checked before any
+    work starts, so a typo costs nothing."""
+    if folder.exists() and not folder.is_dir():
+        raise DigitlabError(f"{what} {folder} is an existing file, not a folder; choose a folder name")
+    parent = folder
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise DigitlabError(f"{what} {folder}: {parent} is a file, so the folder cannot be created")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise DigitlabError(f"{what} {folder}: no permission to write in {parent}")
+
+
+def default_threads() -> int:
+    """CPU threads for a run that did not ask for a number: the CPUs this process may use that other processes are not
+    already keeping busy (1-minute load average), at least 1. More threads than free CPUs makes every small parallel
+    op (the batch augmentation's grid_sample, an mlp's matmuls) wait at OpenMP barriers for a descheduled thread:
+    measured on 2 shared cores at load ~4, an mlp step with light augmentation ran 2-3 steps/s on 2 threads, 115 on 1."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return max(1, min(cpus, torch.get_num_threads(), int(cpus - busy + 0.5)))
+
+
+@contextmanager
+def scoped_globals(threads: int):
+    """Set torch's thread count for the run and give the caller back its thread count and RNG states afterwards:
+    train() seeds the global RNG (dropout draws from it), which must not leak into the caller's program."""
+    saved_threads = torch.get_num_threads()
+    cuda_devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=cuda_devices):
+        torch.set_num_threads(threads or default_threads())
+        try:
+            yield
+        finally:
+            torch.set_num_threads(saved_threads)
+
+
+@dataclass
+class _Session:
+    """Everything one training run holds between its phases (set-up, restore, epochs, finish)."""
+
+    cfg: TrainConfig
+    run_dir: Path
+    rank: int
+    world: int
+    device: torch.device
+    fmt: torch.memory_format
+    data: Any
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    ema: Any
+    base_lr: float
+    local_batch: int
+    steps_per_epoch: int
+    say: Any
+    verbose: bool
+    start_epoch: int = 1
+    history: list = field(default_factory=list)
+    best: dict = field(default_factory=lambda: {"val_acc": -1.0, "epoch": 0})
+    bad_epochs: int = 0
+    elapsed_before: float = 0.0
+    step_model: Any = None
+    train_data: Any = None
+    val_data: Any = None
+    mean: Any = None
+    std: Any = None
+    record: dict = field(default_factory=dict)
+    writer: Any = None
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.cfg.epochs
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        return self.ema.module if self.ema is not None else self.model
 
 
 def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None = None, config_file: str | None = None,
           verbose: bool = True, **options) -> Run:
     """Train a model and leave a complete run folder. Options are TrainConfig fields; a TOML/YAML
-    `config_file` gives defaults that the options override; `resume=RUN` continues a run.
+    `config_file` gives defaults that the options override; `resume=RUN` continues a run. Torch's thread count
+    and global RNG are as they were when this returns.
 
     >>> run = train(model="lenet5", dataset="mnist", epochs=3)   # doctest: +SKIP
     """
     cfg, run_dir, state = _prepare(config, resume, config_file, options)
-    rank, world, local_rank = _distributed()
-    say = print if verbose and rank == 0 else (lambda *a, **k: None)
+    with scoped_globals(cfg.threads):
+        s = _set_up(cfg, run_dir, verbose)
+        if state is not None:
+            _restore(s, state)
+        _open_run_folder(s)
+        try:
+            _run_epochs(s)
+        finally:
+            if s.writer:
+                s.writer.close()
+        return _finish(s)
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+
+def _set_up(cfg: TrainConfig, run_dir: Path, verbose: bool) -> _Session:
+    """Device, process group, data, model, optimizer and EMA; nothing is written yet."""
+    rank, world, local_rank = _distributed()
     device = pick_device(cfg.device)
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", local_rank)
@@ -178,139 +292,200 @@ def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None
     if cfg.batch_size % world:
         raise DigitlabError(f"--batch-size {cfg.batch_size} must be divisible by the number of processes ({world})")
     local_batch = cfg.batch_size // world
-    shard_size = math.ceil(len(data.train) / world)
-    steps_per_epoch = math.ceil(shard_size / local_batch)
-    total_steps = steps_per_epoch * cfg.epochs
+    steps_per_epoch = math.ceil(math.ceil(len(data.train) / world) / local_batch)
+    say = print if verbose and rank == 0 else (lambda *a, **k: None)
+    return _Session(cfg, run_dir, rank, world, device, fmt, data, model, optimizer, ema, base_lr, local_batch, steps_per_epoch,
+                    say, verbose)
 
-    start_epoch, history, best, bad_epochs, elapsed_before = 1, [], {"val_acc": -1.0, "epoch": 0}, 0, 0.0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
-        start_epoch, history, best, bad_epochs = state["epoch"] + 1, state["history"], state["best"], state["bad_epochs"]
-        elapsed_before = history[-1]["elapsed"] if history else 0.0
-        say(f"resuming {run_dir} after epoch {state['epoch']}")
 
-    step_model = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+def _restore(s: _Session, state: dict) -> None:
+    """Model, optimizer, EMA, history and early-stop state from last.state.pt."""
+    s.model.load_state_dict(state["model"])
+    s.optimizer.load_state_dict(state["optimizer"])
+    if s.ema is not None:
+        s.ema.load_state_dict(state["ema"])
+    s.start_epoch, s.history, s.best, s.bad_epochs = state["epoch"] + 1, state["history"], state["best"], state["bad_epochs"]
+    s.elapsed_before = s.history[-1]["elapsed"] if s.history else 0.0
+    s.say(f"resuming {s.run_dir} after epoch {state['epoch']}")
+
+
+def checkpoint_bytes(s: _Session) -> int:
+    """Disk a run needs beyond what its folder already holds: two weight files and the resume state (model, up to two
+    optimizer moments, EMA), once as the files and once as their temporary copies during an epoch's save, and 256 KB
+    for metrics and reports."""
+    weights = sum(t.numel() * t.element_size() for t in s.model.state_dict().values())
+    files = 2 * weights + weights * (3 + (1 if s.ema is not None else 0))
+    existing = sum((s.run_dir / n).stat().st_size for n in ("last.safetensors", "best.safetensors", "last.state.pt")
+                   if (s.run_dir / n).is_file())
+    return max(0, files - existing) + files + 256 * 1024
+
+
+def _open_run_folder(s: _Session) -> None:
+    """Move data to the device, create the folder (rank 0), check its free space, write config.json, say what runs."""
+    cfg, data = s.cfg, s.data
+    c, h, w = data.input_shape
+    s.step_model = torch.nn.parallel.DistributedDataParallel(s.model) if s.world > 1 else s.model
     if cfg.compile:
-        step_model = torch.compile(step_model)
-    train_data, val_data = data.train.to(device), data.val.to(device)
-    mean = torch.tensor(data.mean, device=device)
-    std = torch.tensor(data.std, device=device)
-    eval_model = ema.module if ema is not None else model
-    record = run_record(cfg, data, model)
-    writer = None
-    if rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))
+        s.step_model = torch.compile(s.step_model)
+    s.train_data, s.val_data = data.train.to(s.device), data.val.to(s.device)
+    s.mean = torch.tensor(data.mean, device=s.device)
+    s.std = torch.tensor(data.std, device=s.device)
+    s.record = run_record(cfg, data, s.model)
+    if s.rank == 0:
+        s.run_dir.mkdir(parents=True, exist_ok=True)
+        check_free_space(s.run_dir, checkpoint_bytes(s), f"the checkpoints of a {cfg.model} run")
+        atomic_write_text(s.run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))
         if cfg.tensorboard:
             from .tensorboard import TensorBoardLogger
 
-            writer = TensorBoardLogger(run_dir / "tensorboard", model, train_data.take(torch.arange(min(64, len(train_data)))), mean, std)
-    say(f"digitlab: training {cfg.model} ({count_params(model):,} params) on {data.name} "
-        f"[train {len(data.train)} / val {len(data.val)} / test {len(data.test)}, {c}x{h}x{w}] "
-        f"on {device}{f' x{world} processes' if world > 1 else ''}, {torch.get_num_threads()} threads -> {run_dir}")
+            s.writer = TensorBoardLogger(s.run_dir / "tensorboard", s.model, s.train_data.take(torch.arange(min(64, len(s.train_data)))),
+                                         s.mean, s.std)
+    s.say(f"digitlab: training {cfg.model} ({count_params(s.model):,} params) on {data.name} "
+          f"[train {len(data.train)} / val {len(data.val)} / test {len(data.test)}, {c}x{h}x{w}] "
+          f"on {s.device}{f' x{s.world} processes' if s.world > 1 else ''}, {torch.get_num_threads()} threads -> {s.run_dir}")
     for note in data.notes:
-        say(f"digitlab: NOTE: {note}")
+        s.say(f"digitlab: NOTE: {note}")
 
+
+def _run_epochs(s: _Session) -> None:
+    """The epoch loop: train, evaluate, checkpoint, then the early-stop and time-budget checks."""
+    cfg = s.cfg
     start_time = time.perf_counter()
-    epoch = start_epoch - 1
+    epoch = s.start_epoch - 1
     try:
-        for epoch in range(start_epoch, cfg.epochs + 1):
-            epoch_start = time.perf_counter()
-            model.train()
-            # every random draw of an epoch comes from (seed, epoch, rank): resuming needs no RNG state,
-            # all ranks agree on the permutation, and each rank augments its shard differently
-            epoch_seed = cfg.seed * 100_003 + epoch
-            order = epoch_order(len(train_data), torch.Generator().manual_seed(epoch_seed), rank, world)
-            generator = torch.Generator().manual_seed(epoch_seed * 1_000 + rank + 1)
-            torch.manual_seed(epoch_seed * 1_000 + rank + 1)  # dropout
-            totals = torch.zeros(2, device=device, dtype=torch.float64)  # loss sum, correct (synced only every 25 steps)
-            seen = 0
-            bar = tqdm(total=steps_per_epoch, desc=f"Epoch {epoch}/{cfg.epochs}", leave=False, unit="batch",
-                       disable=not (verbose and rank == 0 and sys.stderr.isatty()))
-            for i, (images, labels) in enumerate(iterate_batches(train_data, local_batch, order)):
-                lr = lr_at(cfg, base_lr, (epoch - 1) * steps_per_epoch + i, total_steps, steps_per_epoch)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)  # no-op in memory
-                x = normalize(augment(images, cfg.augment, generator), mean, std).contiguous(memory_format=fmt)
-                with autocast(device):
-                    logits = step_model(x)
-                loss = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                if ema is not None:
-                    ema.update_parameters(model)
-                totals += torch.stack([loss.detach().double() * labels.numel(), (logits.argmax(1) == labels).sum().double()])
-                seen += labels.numel()
-                if i % 25 == 0 or i == steps_per_epoch - 1:
-                    running = totals[0].item() / seen
-                    if not math.isfinite(running):
-                        raise DigitlabError(f"the loss became {running} in epoch {epoch} (step {i}); stopped. The last good checkpoint "
-                                            f"(epoch {epoch - 1}) in {run_dir} is intact. Try a lower --lr (now {base_lr:g})")
-                    bar.set_postfix(loss=f"{running:.4f}", acc=f"{totals[1].item() / seen:.4f}")
-                bar.update()
-            bar.close()
-            loss_sum, correct, seen = _all_reduce(torch.cat([totals, totals.new_tensor([seen])]), world).tolist()
-            train_seconds = time.perf_counter() - epoch_start
-
-            val = evaluate(eval_model, val_data, data.mean, data.std) if len(val_data) else None
-            entry = {"epoch": epoch, "seconds": round(train_seconds, 3), "train_loss": loss_sum / seen, "train_acc": correct / seen,
-                     "val_loss": val.loss if val else None, "val_acc": val.accuracy if val else None, "lr": lr}
-            if cfg.track_test:  # recorded for time-to-accuracy plots only; never used to pick a model
-                entry["test_acc"] = evaluate(eval_model, data.test, data.mean, data.std).accuracy
-            entry["elapsed"] = round(elapsed_before + time.perf_counter() - start_time, 3)
-            history.append(entry)
-            improved = val is None or val.accuracy > best["val_acc"]
-            if improved:
-                best = {"val_acc": val.accuracy if val else -1.0, "epoch": epoch}
-                bad_epochs = 0
-            else:
-                bad_epochs += 1
-            if rank == 0:
-                meta = {**record, "epoch": epoch, "metrics": entry}
-                save_model(run_dir / "last.safetensors", eval_model, meta)
-                if improved:
-                    save_model(run_dir / "best.safetensors", eval_model, meta)
-                save_state(run_dir / "last.state.pt", {
-                    "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "ema": ema.state_dict() if ema is not None else None, "history": history, "best": best, "bad_epochs": bad_epochs})
-                _write_history(run_dir, history)
-                if writer:
-                    writer.epoch(epoch, entry, model)
-            say(_epoch_line(entry, cfg.epochs))
-            if cfg.early_stop and bad_epochs >= cfg.early_stop:
-                say(f"early stop: validation accuracy has not improved for {cfg.early_stop} epochs (best: epoch {best['epoch']})")
-                break
-            if cfg.time_budget and entry["elapsed"] + entry["seconds"] > cfg.time_budget and epoch < cfg.epochs:
-                say(f"time budget: {entry['elapsed']:.0f} s used of {cfg.time_budget:.0f} s; another epoch would overrun it")
+        for epoch in range(s.start_epoch, cfg.epochs + 1):
+            entry = train_one_epoch(s, epoch)
+            entry.update(_validate_epoch(s))
+            entry["elapsed"] = round(s.elapsed_before + time.perf_counter() - start_time, 3)
+            if not end_epoch(s, entry):
                 break
     except KeyboardInterrupt:
-        if rank == 0:
-            print(f"\ninterrupted during epoch {epoch}; checkpoints up to epoch {epoch - 1} are in {run_dir}. "
-                  f"Continue with: digitlab train --resume {run_dir}", file=sys.stderr)
+        if s.rank == 0:
+            print(f"\ninterrupted during epoch {epoch}; {_what_is_kept(s)}. "
+                  f"Continue with: digitlab train --resume {s.run_dir}", file=sys.stderr)
         raise
-    finally:
-        if writer:
-            writer.close()
 
+
+def _what_is_kept(s: _Session) -> str:
+    """What the run folder holds now, said plainly (a run stopped in epoch 1 has no checkpoint to fall back on)."""
+    if s.history and (s.run_dir / "last.state.pt").is_file():
+        return f"the last good checkpoint (epoch {s.history[-1]['epoch']}) in {s.run_dir} is intact"
+    held = sorted(p.name for p in s.run_dir.iterdir() if not p.name.startswith(".")) if s.run_dir.is_dir() else []
+    return f"no checkpoint was saved yet ({s.run_dir} holds only {', '.join(held) or 'nothing'})"
+
+
+def train_one_epoch(s: _Session, epoch: int) -> dict:
+    """One pass over this rank's shard; returns the epoch's train loss, accuracy, seconds and its last step's LR."""
+    cfg, device = s.cfg, s.device
+    epoch_start = time.perf_counter()
+    s.model.train()
+    # every random draw of an epoch comes from (seed, epoch, rank): resuming needs no RNG state,
+    # all ranks agree on the permutation, and each rank augments its shard differently
+    epoch_seed = cfg.seed * 100_003 + epoch
+    order = epoch_order(len(s.train_data), torch.Generator().manual_seed(epoch_seed), s.rank, s.world)
+    generator = torch.Generator().manual_seed(epoch_seed * 1_000 + s.rank + 1)
+    torch.manual_seed(epoch_seed * 1_000 + s.rank + 1)  # dropout
+    totals = torch.zeros(2, device=device, dtype=torch.float64)  # loss sum, correct (synced only every 25 steps)
+    seen, lr = 0, s.base_lr
+    bar = tqdm(total=s.steps_per_epoch, desc=f"Epoch {epoch}/{cfg.epochs}", leave=False, unit="batch",
+               disable=not (s.verbose and s.rank == 0 and sys.stderr.isatty()))
+    for i, (images, labels) in enumerate(iterate_batches(s.train_data, s.local_batch, order)):
+        lr = lr_at(cfg, s.base_lr, (epoch - 1) * s.steps_per_epoch + i, s.total_steps, s.steps_per_epoch)
+        for group in s.optimizer.param_groups:
+            group["lr"] = lr
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)  # no-op in memory
+        x = normalize(augment(images, cfg.augment, generator), s.mean, s.std).contiguous(memory_format=s.fmt)
+        with autocast(device):
+            logits = s.step_model(x)
+        loss = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing)
+        s.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        s.optimizer.step()
+        if s.ema is not None:
+            s.ema.update_parameters(s.model)
+        totals += torch.stack([loss.detach().double() * labels.numel(), (logits.argmax(1) == labels).sum().double()])
+        seen += labels.numel()
+        if i % 25 == 0 or i == s.steps_per_epoch - 1:
+            running = totals[0].item() / seen
+            if not math.isfinite(running):
+                raise DigitlabError(f"the loss became {running} in epoch {epoch} (step {i}); stopped. {_what_is_kept(s).capitalize()}. "
+                                    f"Try a lower --lr (now {s.base_lr:g})")
+            bar.set_postfix(loss=f"{running:.4f}", acc=f"{totals[1].item() / seen:.4f}")
+        bar.update()
+    bar.close()
+    loss_sum, correct, seen = _all_reduce(torch.cat([totals, totals.new_tensor([seen])]), s.world).tolist()
+    return {"epoch": epoch, "seconds": round(time.perf_counter() - epoch_start, 3), "train_loss": loss_sum / seen,
+            "train_acc": correct / seen, "lr": lr}
+
+
+def _validate_epoch(s: _Session) -> dict:
+    val = evaluate(s.eval_model, s.val_data, s.data.mean, s.data.std) if len(s.val_data) else None
+    entry = {"val_loss": val.loss if val else None, "val_acc": val.accuracy if val else None}
+    if s.cfg.track_test:  # recorded for time-to-accuracy plots only; never used to pick a model
+        entry["test_acc"] = evaluate(s.eval_model, s.data.test, s.data.mean, s.data.std).accuracy
+    return entry
+
+
+def end_epoch(s: _Session, entry: dict) -> bool:
+    """Record the epoch, checkpoint it (rank 0), print its line; False when early stopping or the time budget ends the run."""
+    cfg, epoch = s.cfg, entry["epoch"]
+    entry = {k: entry[k] for k in ("epoch", "seconds", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "test_acc", "elapsed")
+             if k in entry}
+    improved = entry["val_acc"] is None or entry["val_acc"] > s.best["val_acc"]
+    previous = (list(s.history), dict(s.best), s.bad_epochs)
+    s.history.append(entry)
+    if improved:
+        s.best, s.bad_epochs = {"val_acc": entry["val_acc"] if entry["val_acc"] is not None else -1.0, "epoch": epoch}, 0
+    else:
+        s.bad_epochs += 1
+    if s.rank == 0:
+        try:
+            _save_epoch(s, entry, improved)
+        except DigitlabError as e:
+            s.history, s.best, s.bad_epochs = previous
+            raise DigitlabError(f"{e}. Stopped after epoch {epoch}: {_what_is_kept(s)}; "
+                                f"continue with: digitlab train --resume {s.run_dir}") from None
+        if s.writer:
+            s.writer.epoch(epoch, entry, s.model)
+    s.say(_epoch_line(entry, cfg.epochs))
+    if cfg.early_stop and s.bad_epochs >= cfg.early_stop:
+        s.say(f"early stop: validation accuracy has not improved for {cfg.early_stop} epochs (best: epoch {s.best['epoch']})")
+        return False
+    if cfg.time_budget and entry["elapsed"] + entry["seconds"] > cfg.time_budget and epoch < cfg.epochs:
+        s.say(f"time budget: {entry['elapsed']:.0f} s used of {cfg.time_budget:.0f} s; another epoch would overrun it")
+        return False
+    return True
+
+
+def _save_epoch(s: _Session, entry: dict, improved: bool) -> None:
+    """last, best (if improved), the resume state and the history, all written before any is renamed into place: a
+    failed write (full disk) leaves the whole previous epoch as it was, and a kill between renames resumes cleanly."""
+    meta = {**s.record, "epoch": entry["epoch"], "metrics": entry}
+    writes = [(s.run_dir / "last.safetensors", model_writer(s.eval_model, meta))]
+    if improved:
+        writes.append((s.run_dir / "best.safetensors", model_writer(s.eval_model, meta)))
+    state = {"epoch": entry["epoch"], "model": s.model.state_dict(), "optimizer": s.optimizer.state_dict(),
+             "ema": s.ema.state_dict() if s.ema is not None else None, "history": s.history, "best": s.best, "bad_epochs": s.bad_epochs}
+    writes.append((s.run_dir / "last.state.pt", lambda tmp: torch.save(state, tmp)))
+    atomic_write_all(writes + _history_writes(s.run_dir, s.history))
+
+
+def _finish(s: _Session) -> Run:
+    """Score the best checkpoint on the test set once and write the reports (rank 0)."""
     test_scores = None
-    if rank == 0:
+    if s.rank == 0:
         from ..predict.classifier import Classifier
         from .report import write_run_outputs
 
-        best_model = Classifier.from_checkpoint(run_dir / "best.safetensors").model.to(device, memory_format=fmt)
-        result: EvalResult = evaluate(best_model, data.test, data.mean, data.std)
+        best_model = Classifier.from_checkpoint(s.run_dir / "best.safetensors").model.to(s.device, memory_format=s.fmt)
+        result: EvalResult = evaluate(best_model, s.data.test, s.data.mean, s.data.std)
         test_scores = result.to_dict()
-        write_run_outputs(run_dir, cfg, history, best["epoch"], result, data.test, model, data.input_shape)
-        say(f"test accuracy: {100 * result.accuracy:.2f}% (loss {result.loss:.4f}), best epoch {best['epoch']}; "
-            f"model: {run_dir / 'best.safetensors'}; plots and report.md in {run_dir}")
-    if world > 1:
+        write_run_outputs(s.run_dir, s.cfg, s.history, s.best["epoch"], result, s.data.test, s.model, s.data.input_shape)
+        s.say(f"test accuracy: {100 * result.accuracy:.2f}% (loss {result.loss:.4f}), best epoch {s.best['epoch']}; "
+              f"model: {s.run_dir / 'best.safetensors'}; plots and report.md in {s.run_dir}")
+    if s.world > 1:
         dist.barrier()
-    return Run(run_dir, cfg, history, test_scores, best["epoch"])
+    return Run(s.run_dir, s.cfg, s.history, test_scores, s.best["epoch"])
 
 
 def _epoch_line(e: dict, epochs: int) -> str:
@@ -323,9 +498,10 @@ def _epoch_line(e: dict, epochs: int) -> str:
     return " - ".join(parts)
 
 
-def _write_history(run_dir: Path, history: list[dict]) -> None:
-    atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+def _history_writes(run_dir: Path, history: list[dict]) -> list[tuple[Path, Callable[[str], None]]]:
+    """metrics.jsonl and metrics.csv as (path, writer) pairs for atomic_write_all."""
     keys = list(dict.fromkeys(k for h in history for k in h))
+    jsonl = "".join(json.dumps(h) + "\n" for h in history)
 
     def write_csv(tmp: str) -> None:
         with open(tmp, "w", newline="") as f:
@@ -333,6 +509,4 @@ def _write_history(run_dir: Path, history: list[dict]) -> None:
             w.writeheader()
             w.writerows(history)
 
-    from .checkpoint import atomic_write
-
-    atomic_write(run_dir / "metrics.csv", write_csv)
+    return [(run_dir / "metrics.jsonl", lambda tmp: Path(tmp).write_text(jsonl)), (run_dir / "metrics.csv", write_csv)]
