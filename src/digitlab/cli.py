@@ -41,7 +41,8 @@ def _train_parser(sub) -> None:
                        "unset flags take the recipe's or the model's defaults.")
     p.add_argument("--model", help="model name (digitlab models list); default lenet5")
     _add_data_args(p)
-    p.add_argument("--recipe", help="named option set: fast (time to accuracy), accurate (best in 10 min on a 2-core CPU) or pytorch-example")
+    p.add_argument("--recipe", help="named option set: fast (time to accuracy), accurate (best in 10 min on a 2-core CPU), "
+                   "reader (the shipped photo reader: digits + not-digit) or pytorch-example")
     p.add_argument("--config", help="TOML/YAML/JSON file with the same options")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
@@ -53,6 +54,8 @@ def _train_parser(sub) -> None:
     p.add_argument("--gamma", type=float, help="LR factor per epoch for --schedule step")
     p.add_argument("--label-smoothing", type=float)
     p.add_argument("--augment", help="none, light, strong (digits: affine warps; colour: crop + flip) or flip (crop + flip, any image)")
+    p.add_argument("--reject", type=float, metavar="FRACTION",
+                   help="digit datasets: add this fraction of 'not-digit' wrong cuts (pairs, parts of digits) as an 11th class")
     p.add_argument("--ema", type=float, help="decay of an EMA of the weights, e.g. 0.995, warmed up as (1+n)/(10+n) over the first steps; the EMA weights are evaluated and saved (0 = off)")
     p.add_argument("--val-split", type=float, help="fraction of train held out for validation (default 0.1)")
     p.add_argument("--early-stop", type=int, metavar="PATIENCE")
@@ -234,6 +237,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         entry = {"input": item, "label": reading.text, "prob": round(reading.prob, 6)}
         if args.multi:
             entry["digits"] = [d.to_dict() for d in reading.digits]
+            entry["alternatives"] = [[text, round(score, 4)] for text, score in reading.alternatives]
         else:
             entry["top_k"] = [[n, p] for n, p in reading.digits[0].top_k]
         results.append(entry)
@@ -243,7 +247,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         elif not args.json:
             if args.multi:
                 detail = "  ".join(f"{d.label} {100 * d.prob:.1f}% @{','.join(map(str, d.box or ()))}" for d in reading.digits)
-                print(f"{item}: {reading.text}  ({detail})")
+                others = f"  or: {', '.join(text for text, _ in reading.alternatives)}" if reading.alternatives else ""
+                print(f"{item}: {reading.text}  ({detail}){others}")
             else:
                 top = ", ".join(f"{n} {100 * p:.1f}%" for n, p in reading.digits[0].top_k)
                 print(f"{item}: {reading.text}  ({100 * reading.prob:.1f}%; top {args.top_k}: {top})")
