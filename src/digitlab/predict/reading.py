@@ -31,7 +31,8 @@ N_ALTERNATIVES = 2
 
 @dataclass
 class Weights:
-    """The joint score's knobs (log-probability units), tuned on validation photos (seeds >= 1000) only."""
+    """The joint score's knobs (log-probability units), tuned on validation photos only: the generator's seeds
+    1000 and 2000 (benchmarks/read_numbers.py) and renderer b's validation fonts and seeds."""
     temperature: float = 2.8  # softens an over-confident digits-only model (no reject class)
     digit_bonus: float = 0.0  # per digit read (a reader model may need it: each log p <= 0 favours fewer digits)
     wide: float = 3.0  # per line height of span width beyond `wide_from` line heights
