@@ -1,10 +1,11 @@
 """Whole-number reading on validation photos: the old geometric cutter vs segmentation by recognition.
 
-    python benchmarks/read_numbers.py RUN [--per-length 40] [--seed 1000] [--lengths 2-8] [--hard]
+    python benchmarks/read_numbers.py RUN [--per-length 40] [--seed 1000] [--lengths 2-8] [--hard | --renderer-b]
 
 Photos come from tests/photo_digits.py with seeds >= 1000 only (the benchmark reports seeds 0-999, which
 are never used for tuning). `--hard` draws lines the generator does not: digits that touch or overlap
-(gaps from -0.1 to 0.3 of the digit size) and a line tilted up to +-10 degrees.
+(gaps from -0.1 to 0.3 of the digit size) and a line tilted up to +-10 degrees. `--renderer-b` uses the independent
+renderer (tests/photo_renderer_b.py) with its validation fonts and validation seeds (1,100,000 + --seed).
 Prints exact-match rates per number length for both readers.
 """
 from __future__ import annotations
@@ -92,11 +93,17 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1000)
     ap.add_argument("--lengths", default="2-8")
     ap.add_argument("--hard", action="store_true")
+    ap.add_argument("--renderer-b", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(1)
     lo, hi = (int(v) for v in args.lengths.split("-"))
     clf = load(args.run)
-    photos = validation_numbers(args.per_length, range(lo, hi + 1), args.seed, args.hard)
+    if args.renderer_b:
+        from photo_renderer_b import make_photos_b
+
+        photos = make_photos_b(1_100_000 + args.seed, 0, args.per_length * (hi - lo + 1), lo, hi, fonts="val")[1]
+    else:
+        photos = validation_numbers(args.per_length, range(lo, hi + 1), args.seed, args.hard)
 
     def old(data: bytes) -> str:
         digits = segment_digits(data, clf.input_shape[1])

@@ -149,3 +149,12 @@ def test_bad_input_gives_one_line_errors(judge):
         judge.read(_png(np.zeros((80, 200), bool)), multi=True)
     cut_images, boxes = judge.cut(_png(_line([_ring(), _bar()], [30])), multi=True)  # the server's two-step path
     assert cut_images.shape == (2, 1, 28, 28) and all(b is not None for b in boxes)
+
+
+def test_a_thumb_at_the_edge_goes_but_a_digit_in_a_tight_crop_stays():
+    line = _line([_ring(), _bar(), _ring()], [30, 30], pad=60)
+    thumb = line.copy()
+    thumb[-50:, 100:180] = True  # a blob entering from the bottom edge, clear of the writing
+    assert np.array_equal(R.drop_border_shapes(thumb), line)
+    tight = _line([_bar(), _ring(), _ring()], [30, 30], pad=0)  # the 1 touches the left edge, so does everything
+    assert np.array_equal(R.drop_border_shapes(tight), tight)

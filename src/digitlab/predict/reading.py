@@ -31,7 +31,8 @@ N_ALTERNATIVES = 2
 
 @dataclass
 class Weights:
-    """The joint score's knobs (log-probability units), tuned on validation photos (seeds >= 1000) only."""
+    """The joint score's knobs (log-probability units), tuned on validation photos only: the generator's seeds
+    1000 and 2000 (benchmarks/read_numbers.py) and renderer b's validation fonts and seeds."""
     temperature: float = 2.8  # softens an over-confident digits-only model (no reject class)
     digit_bonus: float = 0.0  # per digit read (a reader model may need it: each log p <= 0 favours fewer digits)
     wide: float = 3.0  # per line height of span width beyond `wide_from` line heights
@@ -216,15 +217,21 @@ def over_segment(mask: np.ndarray, strokes: bool = False) -> tuple[list[Piece], 
 
 
 def drop_border_shapes(mask: np.ndarray) -> np.ndarray:
-    """Shapes cut by the photo's edge (a thumb, a shadow's edge, the paper's edge) go, as long as writing clear of
-    the edge remains: people frame the number they photograph."""
+    """Shapes cut by the photo's edge (a thumb, a shadow's edge, the paper's edge) go when the rest of the writing
+    is framed with a margin: people frame the number they photograph. In a tight crop (writing close to the edges
+    anyway) a digit touching the edge is kept."""
     labels, n = ndi.label(mask, structure=np.ones((3, 3)))
     edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
     edge = edge[edge > 0]
     if len(edge) == 0 or len(edge) == n:
         return mask
     inside = mask & ~np.isin(labels, edge)
-    return inside if inside.sum() >= 0.2 * mask.sum() else mask
+    if inside.sum() < 0.2 * mask.sum():  # little clear of the edge: the writing itself is cut by it
+        return mask
+    rows, cols = np.nonzero(inside.any(1))[0], np.nonzero(inside.any(0))[0]
+    tallest = max(sl[0].stop - sl[0].start for i, sl in enumerate(ndi.find_objects(labels)) if i + 1 not in edge)
+    margin = min(rows[0], cols[0], mask.shape[0] - 1 - rows[-1], mask.shape[1] - 1 - cols[-1])
+    return inside if margin >= 0.25 * tallest else mask
 
 
 def find_line(source: Any, strokes: bool = False) -> Line:
