@@ -191,10 +191,13 @@ def _model_and_inputs(items: list[str]) -> tuple[str | None, list[str]]:
     otherwise every item is an input and the shipped reader reads them."""
     from .predict.classifier import is_model_path
 
-    if is_model_path(items[0]):
+    first = Path(items[0])
+    if is_model_path(first):
         if len(items) == 1:
             raise DigitlabError(f"{items[0]} is a model; name the images to read after it")
         return items[0], items[1:]
+    if len(items) > 1 and not first.exists() and first.suffix.lower() not in IMAGE_SUFFIXES and items[0] != "-":
+        raise DigitlabError(f"{items[0]}: no such run folder, checkpoint or image")  # most likely a mistyped model
     return None, items
 
 

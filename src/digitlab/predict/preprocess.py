@@ -118,11 +118,11 @@ def ink_map(gray: np.ndarray, uniform_light: bool | None = None, thumb: "_Thumb 
 
 
 def _paper(gray: np.ndarray, light_background: bool) -> np.ndarray:
-    """The paper under the writing: a grey closing (opening for chalk) with a square about a tenth of the image
+    """The paper under the writing: a grey closing (opening for chalk) with a square a fifth of the image
     wide, which wipes out strokes thinner than that and keeps every larger shape as it is, sharp edges included. So
     a hard shadow, a thumb or the edge of the page stays background instead of turning into a line of ink (the
     percentile background this replaced smeared such edges across a third of the image)."""
-    k = max(5, max(gray.shape) // 10)
+    k = max(5, max(gray.shape) // 5)
     grow, shrink = (ndi.maximum_filter, ndi.minimum_filter) if light_background else (ndi.minimum_filter, ndi.maximum_filter)
     return shrink(grow(gray, size=k, mode="nearest"), size=k, mode="nearest")
 
