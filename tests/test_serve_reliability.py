@@ -49,7 +49,7 @@ def keep_torch_threads():
 
 @pytest.mark.parametrize("port", ["99999", "-1", "65536"])
 def test_out_of_range_port_is_one_error_line_and_nothing_announced(capsys, port):
-    assert cli_main(["serve", str(MODEL), "--port", port]) == 1
+    assert cli_main(["serve", str(MODEL), "--port", port]) == 2  # a user error
     out, err = capsys.readouterr()
     assert "serving" not in out and err.strip().splitlines() == [f"digitlab: error: --port must be 1-65535 (or 0 for any free port), not {port}"]
 
@@ -58,7 +58,7 @@ def test_out_of_range_port_is_one_error_line_and_nothing_announced(capsys, port)
 def test_port_in_use_is_one_error_line_and_nothing_announced(capsys, workers):
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = str(taken.getsockname()[1])
-        assert cli_main(["serve", str(MODEL), "--port", port, "--workers", workers]) == 1
+        assert cli_main(["serve", str(MODEL), "--port", port, "--workers", workers]) == 2  # a user error
     out, err = capsys.readouterr()
     assert "serving" not in out, out
     assert err.strip().splitlines() == [f"digitlab: error: cannot listen on 127.0.0.1:{port} (Address already in use); try another --port"]
