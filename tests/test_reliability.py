@@ -21,7 +21,7 @@ import digitlab
 from conftest import make_idx_dataset
 from digitlab.cli import main
 from digitlab.errors import DigitlabError
-from digitlab.train.checkpoint import clean_stale_temps, read_record, save_model
+from digitlab.runs import clean_stale_temps, read_record, save_model
 
 TINY = ["--model", "mlp", "--dataset", "mnist", "--augment", "none", "--batch-size", "16", "--threads", "1"]
 

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 import digitlab
 from conftest import assert_user_error, run_cli
 from digitlab.errors import DigitlabError
-from digitlab.train.checkpoint import read_record
+from digitlab.runs import read_record
 
 FAST = dict(model="lenet5", dataset="mnist-sample", epochs=1, threads=1, verbose=False)
 
@@ -213,7 +213,7 @@ def test_weights_from_a_differently_built_model_name_the_saving_version(tmp_path
     """A checkpoint whose weights don't fit the model this version builds (e.g. fastcnn before 0.2.0) is a one-line
     error that says which digitlab saved it."""
     from digitlab.models import create_model
-    from digitlab.train.checkpoint import save_model
+    from digitlab.runs import save_model
 
     model = create_model("lenet5")
     record = {"model": {**model.digitlab_config, "name": "cnn"}, "classes": [str(i) for i in range(10)],

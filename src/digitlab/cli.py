@@ -123,7 +123,7 @@ def _launch_torchrun(nproc: int, argv: list[str]) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .predict.classifier import Classifier
-    from .train.checkpoint import atomic_write_text, clean_stale_temps, resolve_checkpoint
+    from .runs import atomic_write_text, clean_stale_temps, resolve_checkpoint
     from .train.report import write_eval_pictures
 
     _check_output_folder(args.out, "--out")
@@ -275,7 +275,7 @@ def _save_preprocessed(folder: Path, item: str, reading) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from .predict.onnx import export_onnx
-    from .train.checkpoint import clean_stale_temps, resolve_checkpoint
+    from .runs import clean_stale_temps, resolve_checkpoint
 
     if args.out and Path(args.out).is_dir():
         raise DigitlabError(f"--out {args.out} is a folder; give the .onnx file name, e.g. {Path(args.out) / 'model.onnx'}")

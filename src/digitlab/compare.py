@@ -26,7 +26,7 @@ from .errors import DigitlabError
 from .models import get_entry, summary
 from .predict import load
 from .train import train
-from .train.checkpoint import atomic_write_text
+from .runs import atomic_write_text
 from .train.plots import new_figure
 
 TARGET = 0.99  # "time to 99%" column

@@ -6,9 +6,9 @@ the package module is made callable, so `import digitlab.train` can never shadow
 import sys
 import types
 
-from .checkpoint import load_model, resolve_checkpoint, save_model
+from ..runs import load_model, resolve_checkpoint, save_model
 from .config import OPTIMIZERS, RECIPES, SCHEDULES, TrainConfig
-from .evaluate import EvalResult, evaluate, predict_logits
+from ..evaluation import EvalResult, evaluate, predict_logits
 from .loop import Run, train
 
 
