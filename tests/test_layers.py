@@ -1,5 +1,5 @@
 """The layers point one way (shared/DESIGN.md): data, models, weights at the bottom; runs and evaluation (checkpoints,
-scoring) above them; train; predict; compare; serve and cli on top. Checked on the source, and by importing each
+scoring) above them; training; predict; compare; serve and cli on top. Checked on the source, and by importing each
 layer alone in a fresh interpreter."""
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ SRC = Path(digitlab.__file__).resolve().parent
 LAYERS = [  # a module may import its own layer and those before it
     {"errors", "device", "data", "models", "weights"},
     {"runs", "evaluation"},
-    {"train"},
+    {"training"},
     {"predict"},
     {"compare"},
     {"serve", "cli", "__main__"},
@@ -60,7 +60,7 @@ def test_every_import_points_down():
     assert not upward, upward
 
 
-@pytest.mark.parametrize("module", ["data", "models", "runs", "evaluation", "train", "predict", "compare", "cli"])
+@pytest.mark.parametrize("module", ["data", "models", "runs", "evaluation", "training", "predict", "compare", "cli"])
 def test_each_layer_imports_alone(module):
     result = subprocess.run([sys.executable, "-c", f"import digitlab.{module}"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

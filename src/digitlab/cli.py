@@ -26,7 +26,7 @@ class _Parser(argparse.ArgumentParser):
 def _check_output_folder(path: str | Path | None, what: str) -> None:
     """A folder we will create or write into must not be an existing file: say so before loading anything."""
     if path is not None:
-        from .train.loop import check_output_folder
+        from .training.loop import check_output_folder
 
         check_output_folder(Path(path), what)
 
@@ -81,7 +81,7 @@ def _train_parser(sub) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     if args.nproc and int(os.environ.get("WORLD_SIZE", "1")) == 1:
         return _launch_torchrun(args.nproc, args.argv)
-    from .train import train
+    from .training import train
 
     model_args = {}
     for item in args.model_arg:
@@ -124,7 +124,7 @@ def _launch_torchrun(nproc: int, argv: list[str]) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .predict.classifier import Classifier
     from .runs import atomic_write_text, clean_stale_temps, resolve_checkpoint
-    from .train.report import write_eval_pictures
+    from .training.report import write_eval_pictures
 
     _check_output_folder(args.out, "--out")
     path = resolve_checkpoint(args.checkpoint)
@@ -355,7 +355,7 @@ def cmd_data_show(args: argparse.Namespace) -> int:
     import torch
 
     from .data import load_dataset
-    from .train.plots import plot_grid
+    from .training.plots import plot_grid
 
     splits = load_dataset(args.name, root=args.data_root, val_split=0.0, image_size=args.image_size)
     train, test = splits.train, splits.test
