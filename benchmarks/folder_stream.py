@@ -19,7 +19,7 @@ from PIL import Image
 
 from digitlab import load_dataset
 from digitlab.data import iterate_batches
-from digitlab.train import train
+from digitlab.training import train
 
 
 def main() -> None:

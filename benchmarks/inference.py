@@ -20,7 +20,7 @@ import torch
 from digitlab.models import create_model
 from digitlab.predict import Classifier, load
 from digitlab.predict.onnx import export_onnx
-from digitlab.train.checkpoint import save_model
+from digitlab.runs import save_model
 
 
 def time_calls(fn, n: int) -> list[float]:

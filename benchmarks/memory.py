@@ -19,7 +19,7 @@ def main() -> None:
     ap.add_argument("--model", default="lenet5")
     ap.add_argument("--epochs", type=int, default=2)
     args = ap.parse_args()
-    probe = subprocess.run([sys.executable, "-c", "import torch, torchvision, digitlab.train"], check=True)
+    probe = subprocess.run([sys.executable, "-c", "import torch, torchvision, digitlab.training"], check=True)
     import_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baseline import run_example  # noqa: E402
 
 import digitlab  # noqa: E402
-from digitlab.train.config import RECIPES  # noqa: E402
+from digitlab.training.config import RECIPES  # noqa: E402
 
 TARGETS = (0.99, 0.995)
 

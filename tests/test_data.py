@@ -192,7 +192,7 @@ def test_streamed_folder_gives_the_batches_the_in_memory_path_gives(tmp_path):
 
 
 def test_streamed_folder_skips_files_that_fail_to_decode(tmp_path, capsys):
-    from digitlab.train.evaluate import evaluate
+    from digitlab.evaluation import evaluate
     from digitlab.models import create_model
 
     _write_labelled_folder(tmp_path / "f", n=30)

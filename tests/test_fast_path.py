@@ -8,7 +8,7 @@ from conftest import labelled_images
 from digitlab.data import augment, epoch_order, iterate_batches
 from digitlab.data.core import ImageData
 from digitlab.models import create_model
-from digitlab.train.evaluate import predict_logits
+from digitlab.evaluation import predict_logits
 
 
 def _encoded(n: int = 500, channels: int = 1) -> ImageData:

@@ -15,9 +15,9 @@ from digitlab.cli import main
 from digitlab.data import ImageData, augment, load_dataset
 from digitlab.data.reject import NOT_DIGIT, reject_samples, with_reject_class
 from digitlab.errors import DigitlabError
-from digitlab.train.checkpoint import read_record
-from digitlab.train.config import resolve_config
-from digitlab.train.record import command_line
+from digitlab.runs import read_record
+from digitlab.training.config import resolve_config
+from digitlab.training.record import command_line
 from digitlab.weights import READER
 
 WHERE_NOT_WHAT = {"out", "data_root", "dataset", "epochs", "device", "threads", "workers", "tensorboard", "track_test"}

@@ -21,7 +21,7 @@ import digitlab
 from conftest import make_idx_dataset
 from digitlab.cli import main
 from digitlab.errors import DigitlabError
-from digitlab.train.checkpoint import clean_stale_temps, read_record, save_model
+from digitlab.runs import clean_stale_temps, read_record, save_model
 
 TINY = ["--model", "mlp", "--dataset", "mnist", "--augment", "none", "--batch-size", "16", "--threads", "1"]
 
@@ -95,7 +95,7 @@ def test_flags_and_api_use_the_same_checks(capsys, tmp_path):
 
 def test_an_extra_option_is_one_line(monkeypatch):
     """The schema reads rules from the dataclass: a new field declared with opt() is checked with no other change."""
-    from digitlab.train import config as config_module
+    from digitlab.training import config as config_module
 
     assert config_module.check_option("label_smoothing", 0) == 0.0 and isinstance(config_module.check_option("lr", 1), float)
     with pytest.raises(DigitlabError, match="--ema must be less than 1, got 1.5"):

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from digitlab.models import create_model  # noqa: E402
 from digitlab.predict import load  # noqa: E402
 from digitlab.serve.app import INLINE_BODY, Batcher, create_app  # noqa: E402
-from digitlab.train.checkpoint import save_model  # noqa: E402
+from digitlab.runs import save_model  # noqa: E402
 
 
 def make_checkpoint(folder: Path, name: str = "lenet5") -> Path:

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 import digitlab
 from conftest import assert_user_error, run_cli
 from digitlab.errors import DigitlabError
-from digitlab.train.checkpoint import read_record
+from digitlab.runs import read_record
 
 FAST = dict(model="lenet5", dataset="mnist-sample", epochs=1, threads=1, verbose=False)
 
@@ -171,7 +171,7 @@ def test_tensorboard_log_has_scalars_histograms_images_and_graph(tmp_path):
 
 
 def test_defaults_layer_dataset_then_model_then_recipe_then_flags(monkeypatch):
-    from digitlab.train.config import RECIPES, resolve_config
+    from digitlab.training.config import RECIPES, resolve_config
 
     assert resolve_config({"model": "cnn", "dataset": "fashion-mnist"}).augment == "none"
     assert resolve_config({"model": "cnn", "dataset": "mnist"}).augment == "light"
@@ -187,7 +187,7 @@ def test_defaults_layer_dataset_then_model_then_recipe_then_flags(monkeypatch):
 def test_ema_warms_up_then_holds_its_decay():
     """The weight average ramps its decay up as (1 + n) / (10 + n): the second update already moves most of the way
     to the model (a fixed 0.99 would keep 99% of the random init), and late updates use the configured decay."""
-    from digitlab.train.loop import ema_with_warmup
+    from digitlab.training.loop import ema_with_warmup
 
     model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
     ema = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=ema_with_warmup(0.99), use_buffers=True)
@@ -213,7 +213,7 @@ def test_weights_from_a_differently_built_model_name_the_saving_version(tmp_path
     """A checkpoint whose weights don't fit the model this version builds (e.g. fastcnn before 0.2.0) is a one-line
     error that says which digitlab saved it."""
     from digitlab.models import create_model
-    from digitlab.train.checkpoint import save_model
+    from digitlab.runs import save_model
 
     model = create_model("lenet5")
     record = {"model": {**model.digitlab_config, "name": "cnn"}, "classes": [str(i) for i in range(10)],

@@ -11,8 +11,8 @@ from __future__ import annotations
 __version__ = "0.3.0"
 
 _LAZY = {
-    "train": ("digitlab.train", None),
-    "TrainConfig": ("digitlab.train.config", "TrainConfig"),
+    "train": ("digitlab.training", "train"),
+    "TrainConfig": ("digitlab.training.config", "TrainConfig"),
     "load": ("digitlab.predict.classifier", "load"),
     "Classifier": ("digitlab.predict.classifier", "Classifier"),
     "create_model": ("digitlab.models", "create_model"),
@@ -30,7 +30,7 @@ def __getattr__(name: str):
 
         module, attr = _LAZY[name]
         loaded = importlib.import_module(module)
-        return loaded if attr is None else getattr(loaded, attr)
+        return getattr(loaded, attr)
     raise AttributeError(f"module 'digitlab' has no attribute {name!r}")
 
 

@@ -26,7 +26,7 @@ class _Parser(argparse.ArgumentParser):
 def _check_output_folder(path: str | Path | None, what: str) -> None:
     """A folder we will create or write into must not be an existing file: say so before loading anything."""
     if path is not None:
-        from .train.loop import check_output_folder
+        from .training.loop import check_output_folder
 
         check_output_folder(Path(path), what)
 
@@ -81,7 +81,7 @@ def _train_parser(sub) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     if args.nproc and int(os.environ.get("WORLD_SIZE", "1")) == 1:
         return _launch_torchrun(args.nproc, args.argv)
-    from .train import train
+    from .training import train
 
     model_args = {}
     for item in args.model_arg:
@@ -123,8 +123,8 @@ def _launch_torchrun(nproc: int, argv: list[str]) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .predict.classifier import Classifier
-    from .train.checkpoint import atomic_write_text, clean_stale_temps, resolve_checkpoint
-    from .train.report import write_eval_pictures
+    from .runs import atomic_write_text, clean_stale_temps, resolve_checkpoint
+    from .training.report import write_eval_pictures
 
     _check_output_folder(args.out, "--out")
     path = resolve_checkpoint(args.checkpoint)
@@ -275,7 +275,7 @@ def _save_preprocessed(folder: Path, item: str, reading) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from .predict.onnx import export_onnx
-    from .train.checkpoint import clean_stale_temps, resolve_checkpoint
+    from .runs import clean_stale_temps, resolve_checkpoint
 
     if args.out and Path(args.out).is_dir():
         raise DigitlabError(f"--out {args.out} is a folder; give the .onnx file name, e.g. {Path(args.out) / 'model.onnx'}")
@@ -355,7 +355,7 @@ def cmd_data_show(args: argparse.Namespace) -> int:
     import torch
 
     from .data import load_dataset
-    from .train.plots import plot_grid
+    from .training.plots import plot_grid
 
     splits = load_dataset(args.name, root=args.data_root, val_split=0.0, image_size=args.image_size)
     train, test = splits.train, splits.test
@@ -414,13 +414,8 @@ def cmd_models_summary(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="digitlab", description="Train, compare, inspect and serve image classifiers for digits and small images.")
-    parser.add_argument("--version", action="version", version=f"digitlab {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    _train_parser(sub)
-
+def _evaluate_parser(sub) -> None:
+    """`digitlab evaluate`."""
     p = sub.add_parser("evaluate", help="score a checkpoint: accuracy, per-class scores, confusion matrix, worst mistakes")
     p.add_argument("checkpoint", help="run folder or .safetensors file")
     _add_data_args(p)
@@ -430,6 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.set_defaults(func=cmd_evaluate)
 
+
+def _compare_parser(sub) -> None:
+    """`digitlab compare`."""
     p = sub.add_parser("compare", help="train several models the same way and compare them (table, charts, report.html)",
                        description="Train each model (and seed) with the same data, split and budget; write compare.md/csv/json, "
                        "charts and a self-contained report.html. Re-running the same command reuses finished runs and resumes "
@@ -448,6 +446,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device")
     p.set_defaults(func=cmd_compare)
 
+
+def _predict_parser(sub) -> None:
+    """`digitlab predict [MODEL] INPUT...`."""
     p = sub.add_parser("predict", help="read digits on photos or scans (MNIST-style preprocessing)",
                        description="Predict on image files. Digit models get the photo cleaned up the way MNIST was made "
                        "(ink found, cropped, scaled to 20 px, centred by mass). Exit code 3 when some inputs failed.")
@@ -463,12 +464,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="onnx: run RUN/best.onnx with onnxruntime")
     p.set_defaults(func=cmd_predict)
 
+
+def _export_parser(sub) -> None:
+    """`digitlab export [MODEL]`."""
     p = sub.add_parser("export", help="export a model to ONNX for onnxruntime and other runtimes")
     p.add_argument("model", nargs="?", help="run folder or .safetensors checkpoint (default: the shipped reader, to ./reader.onnx)")
     p.add_argument("--format", choices=("onnx",), default="onnx")
     p.add_argument("--out", help="output file (default: beside the checkpoint, best.onnx)")
     p.set_defaults(func=cmd_export)
 
+
+def _serve_parser(sub) -> None:
+    """`digitlab serve [MODEL ...]`."""
     p = sub.add_parser("serve", help="web page to draw digits + REST API (FastAPI)")
     p.add_argument("models", nargs="*", metavar="MODEL",
                    help="run folders, checkpoints or .onnx files; the first is the default (none: the reader that ships with digitlab)")
@@ -479,12 +486,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=30.0, help="seconds a request head or body may take to arrive (default 30)")
     p.set_defaults(func=cmd_serve)
 
+
+def _inspect_parser(sub) -> None:
+    """`digitlab inspect [MODEL] IMAGE`."""
     p = sub.add_parser("inspect", help="feature maps of every conv layer and the first-layer filters, as PNGs")
     p.add_argument("inputs", nargs="+", metavar="[MODEL] IMAGE",
                    help="optionally a run folder or checkpoint (default: the shipped reader), then a photo or scan of a digit")
     p.add_argument("--out", default="inspect", help="folder for the pictures (default ./inspect)")
     p.set_defaults(func=cmd_inspect)
 
+
+def _data_parser(sub) -> None:
+    """`digitlab data list|show`."""
     data = sub.add_parser("data", help="list datasets or show one").add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
     p = data.add_parser("list", help="the datasets digitlab knows")
     p.set_defaults(func=cmd_data_list)
@@ -495,6 +508,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="PNG path for the sample grid (default NAME-samples.png)")
     p.set_defaults(func=cmd_data_show)
 
+
+def _models_parser(sub) -> None:
+    """`digitlab models list|summary`."""
     models = sub.add_parser("models", help="list models or summarise one").add_subparsers(dest="models_command", required=True, metavar="SUBCOMMAND")
     p = models.add_parser("list", help="every model with its parameter count on MNIST")
     p.set_defaults(func=cmd_models_list)
@@ -504,6 +520,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-shape", help="C,H,W, e.g. 3,32,32")
     p.add_argument("--num-classes", type=int)
     p.set_defaults(func=cmd_models_summary)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="digitlab", description="Train, compare, inspect and serve image classifiers for digits and small images.")
+    parser.add_argument("--version", action="version", version=f"digitlab {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _train_parser(sub)
+    _evaluate_parser(sub)
+    _compare_parser(sub)
+    _predict_parser(sub)
+    _export_parser(sub)
+    _serve_parser(sub)
+    _inspect_parser(sub)
+    _data_parser(sub)
+    _models_parser(sub)
     return parser
 
 

@@ -25,9 +25,9 @@ from .data import load_dataset
 from .errors import DigitlabError
 from .models import get_entry, summary
 from .predict import load
-from .train import train
-from .train.checkpoint import atomic_write_text
-from .train.plots import new_figure
+from .training import train
+from .runs import atomic_write_text
+from .training.plots import new_figure
 
 TARGET = 0.99  # "time to 99%" column
 

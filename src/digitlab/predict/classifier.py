@@ -10,11 +10,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data import ImageData, normalize
+from ..data import ImageData, load_dataset, normalize
 from ..device import inference_batch, memory_format, pick_device
 from ..errors import DigitlabError
-from ..train.checkpoint import resolve_checkpoint
+from ..evaluation import evaluate
+from ..models import get_entry
+from ..runs import load_model, resolve_checkpoint
 from ..weights import reader_path
+from .onnx import open_session
+from .preprocess import digit_to_mnist, resize_plain
 
 
 GRAPH_MIN_BATCH = 64  # below this the eager model answers sooner (lenet5: 17k vs 10k images/s at 8 per call)
@@ -25,8 +29,6 @@ def _cpu_graph(model: torch.nn.Module | None, record: dict[str, Any]) -> torch.n
     and activations kept in oneDNN's blocked layout from layer to layer (torch's optimize_for_inference, which works
     on a copy made once, from the weights the Classifier is given). Outputs match the eager model to ~1e-7; None for
     other models, or if the model cannot be traced."""
-    from ..models import get_entry
-
     try:
         if model is None or not get_entry(record["model"]["name"]).cpu_graph:
             return None
@@ -71,16 +73,12 @@ class Classifier:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> "Classifier":
-        from ..train.checkpoint import load_model
-
         model, record = load_model(path)
         return cls(model, record, device)
 
     @classmethod
     def from_onnx(cls, path: str | Path) -> "Classifier":
         """An exported model run by onnxruntime on CPU; the digitlab record travels in the ONNX metadata."""
-        from .onnx import open_session
-
         session, record = open_session(path)
         return cls(None, record, "cpu", session=session)
 
@@ -142,8 +140,6 @@ class Classifier:
     def prepare(self, source: Any) -> np.ndarray:
         """A photo or scan (path, bytes or PIL image) -> the (C, H, W) float image this model expects: MNIST-style
         digit normalisation for digit models, plain resize for the others."""
-        from .preprocess import digit_to_mnist, resize_plain
-
         c, h, _ = self.input_shape
         if self.record.get("preprocess") == "digits" and c == 1:
             return digit_to_mnist(source, h).image[None]
@@ -188,9 +184,6 @@ class Classifier:
         """Score the model on a dataset (name or ImageData) of its input shape. Labels are matched to the model's
         classes by name: a dataset whose classes are some of the model's (MNIST's 0-9 for a 0-9 + not-digit model)
         is scored, one with a class the model does not know (Fashion-MNIST for an MNIST model) is refused."""
-        from ..data import load_dataset
-        from ..train.evaluate import evaluate
-
         if self.model is None:
             raise DigitlabError("evaluate needs the PyTorch checkpoint; load the run folder instead of the .onnx file")
         c, h, _ = self.input_shape

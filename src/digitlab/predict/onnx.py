@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from ..errors import DigitlabError
-from ..train.checkpoint import atomic_write, load_model, resolve_checkpoint
+from ..runs import atomic_write, load_model, resolve_checkpoint
 
 
 def _need(module: str):

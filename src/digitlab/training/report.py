@@ -8,9 +8,9 @@ import torch
 
 from ..data import ImageData
 from ..models import count_params
-from .checkpoint import atomic_write_text
+from ..runs import atomic_write_text
 from .config import TrainConfig
-from .evaluate import EvalResult
+from ..evaluation import EvalResult
 from .plots import plot_confusion, plot_curves, plot_grid
 
 

@@ -16,6 +16,7 @@ import yaml
 
 from ..data.batches import AUGMENT_CHOICES
 from ..errors import DigitlabError
+from ..models import get_entry
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adadelta")
 SCHEDULES = ("none", "step", "cosine", "onecycle")
@@ -215,8 +216,6 @@ def resolve_config(options: dict[str, Any]) -> TrainConfig:
     options = check_options(options)
     recipe = options.get("recipe")
     recipe_options = RECIPES.get(recipe, {}) if recipe else {}
-    from ..models import get_entry
-
     model = options.get("model") or recipe_options.get("model") or TrainConfig.model
     if model != recipe_options.get("model"):  # the recipe's model options belong to the recipe's model
         recipe_options = {k: v for k, v in recipe_options.items() if k != "model_args"}

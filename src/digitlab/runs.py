@@ -17,7 +17,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
-from ..errors import DigitlabError
+from . import __version__
+from .errors import DigitlabError
+from .models import create_model
 
 FORMAT = "digitlab-checkpoint/1"
 
@@ -161,7 +163,6 @@ def read_record(path: Path) -> dict[str, Any]:
 
 def load_model(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Rebuild the model from its record and load the weights. Accepts a checkpoint file or a run folder."""
-    from ..models import create_model
 
     path = resolve_checkpoint(path)
     record = read_record(path)
@@ -170,7 +171,6 @@ def load_model(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     try:
         model.load_state_dict(load_file(str(path)))
     except (SafetensorError, RuntimeError) as e:
-        from .. import __version__
 
         lines = [line.strip() for line in str(e).splitlines() if line.strip()]
         detail = (lines[1] if len(lines) > 1 else lines[0])[:160]  # e.g. "Missing key(s) in state_dict: ..."

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..data import ImageData, normalize
-from ..device import autocast, inference_batch, memory_format
+from .data import ImageData, normalize
+from .device import autocast, inference_batch, memory_format
 
 
 @torch.inference_mode()

@@ -30,10 +30,11 @@ from ..data.reject import with_reject_class
 from ..device import autocast, memory_format, pick_device
 from ..errors import DigitlabError
 from ..models import count_params, create_model
-from .checkpoint import (atomic_write_all, atomic_write_text, check_free_space, clean_stale_temps, load_state, model_writer,
+from ..runs import (atomic_write_all, atomic_write_text, check_free_space, clean_stale_temps, load_model, load_state, model_writer,
                          verify_checkpoint)
 from .config import TrainConfig, check_options, read_config_file, resolve_config
-from .evaluate import EvalResult, evaluate
+from ..evaluation import EvalResult, evaluate
+from .report import write_run_outputs
 from .record import run_record
 
 RESUMABLE_OVERRIDES = {"epochs", "device", "threads", "tensorboard", "early_stop", "compile", "stream", "workers"}
@@ -474,10 +475,7 @@ def _finish(s: _Session) -> Run:
     """Score the best checkpoint on the test set once and write the reports (rank 0)."""
     test_scores = None
     if s.rank == 0:
-        from ..predict.classifier import Classifier
-        from .report import write_run_outputs
-
-        best_model = Classifier.from_checkpoint(s.run_dir / "best.safetensors").model.to(s.device, memory_format=s.fmt)
+        best_model = load_model(s.run_dir / "best.safetensors")[0].to(s.device, memory_format=s.fmt).eval()
         result: EvalResult = evaluate(best_model, s.data.test, s.data.mean, s.data.std)
         test_scores = result.to_dict()
         write_run_outputs(s.run_dir, s.cfg, s.history, s.best["epoch"], result, s.data.test, s.model, s.data.input_shape)
