@@ -69,15 +69,19 @@ def _photograph(alpha: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str
     gray = rng.random() < 0.3
     if gray:
         pil = pil.convert("L")
+    data, fmt = encode(pil, rng, jpeg_share=0.75, quality=(35, 92))
+    return data, f"{'blue' if blue else 'black'} ink, {'gray' if gray else 'colour'}, {fmt}, blur {blur:.1f}"
+
+
+def encode(pil: Image.Image, rng: np.random.Generator, jpeg_share: float, quality: tuple[int, int]) -> tuple[bytes, str]:
+    """The photo as a file: JPEG at a random quality `jpeg_share` of the time, else PNG; (bytes, format)."""
     buf = io.BytesIO()
-    if rng.random() < 0.75:
-        quality = int(rng.integers(35, 92))
-        pil.save(buf, "JPEG", quality=quality)
-        fmt = f"jpeg q{quality}"
-    else:
-        pil.save(buf, "PNG")
-        fmt = "png"
-    return buf.getvalue(), f"{'blue' if blue else 'black'} ink, {'gray' if gray else 'colour'}, {fmt}, blur {blur:.1f}"
+    if rng.random() < jpeg_share:
+        q = int(rng.integers(*quality))
+        pil.save(buf, "JPEG", quality=q)
+        return buf.getvalue(), f"jpeg q{q}"
+    pil.save(buf, "PNG")
+    return buf.getvalue(), "png"
 
 
 def _rotate(a: np.ndarray, degrees: float) -> np.ndarray:

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import io
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from scipy import ndimage as ndi
 
-from photo_digits import Photo
+from photo_digits import Photo, encode
 
 
 def _line(alphas: list[np.ndarray], height: int, gap: tuple[float, float], rng: np.random.Generator) -> np.ndarray:
@@ -57,15 +56,8 @@ def _photograph(ink: np.ndarray, rng: np.random.Generator, blur: float) -> tuple
     img = ndi.gaussian_filter(img, (blur, blur, 0))
     img = img + rng.normal(0, rng.uniform(0.005, 0.03), img.shape)
     pil = Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8), "RGB")
-    buf = io.BytesIO()
-    if rng.random() < 0.85:
-        quality = int(rng.integers(50, 91))
-        pil.save(buf, "JPEG", quality=quality)
-        fmt = f"jpeg q{quality}"
-    else:
-        pil.save(buf, "PNG")
-        fmt = "png"
-    return buf.getvalue(), f"{ink_name} ink, blur {blur:.1f}, {fmt}"
+    data, fmt = encode(pil, rng, jpeg_share=0.85, quality=(50, 91))
+    return data, f"{ink_name} ink, blur {blur:.1f}, {fmt}"
 
 
 def _lowres_photo(alphas: list[np.ndarray], label: str, rng: np.random.Generator) -> Photo:
