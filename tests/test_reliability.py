@@ -340,3 +340,14 @@ def test_nproc_relaunches_the_argv_given_to_main(monkeypatch, capsys):
     assert main(["train", "--nproc", "2", "--model", "mlp", "--epochs", "1"]) == 0
     assert calls[0][-5:] == ["digitlab", "train", "--model", "mlp", "--epochs", "1"][-5:] and "--nproc" not in calls[0]
     assert "entirely" not in calls[0]
+
+
+@pytest.mark.parametrize("load, expected", [(0.0, 2), (0.4, 2), (0.6, 1), (1.7, 1), (6.0, 1)])
+def test_default_threads_leave_busy_cpus_alone(monkeypatch, load, expected):
+    """On 2 CPUs: as many threads as CPUs are free by the 1-minute load average (rounded), never fewer than 1."""
+    from digitlab.training import loop
+
+    monkeypatch.setattr(loop.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(loop.os, "getloadavg", lambda: (load, load, load), raising=False)
+    monkeypatch.setattr(loop.torch, "get_num_threads", lambda: 2)
+    assert loop.default_threads() == expected
