@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import gzip
 
+import torch
+
 from conftest import assert_user_error, make_idx_dataset, run_cli
 
 
