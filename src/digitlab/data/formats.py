@@ -31,8 +31,9 @@ def md5(path: Path) -> str:
     return h.hexdigest()
 
 
-def check_md5(path: Path, expected: str | None) -> None:
-    if expected and (got := md5(path)) != expected:
+def check_md5(path: Path, expected: str | None, got: str | None = None) -> None:
+    """The file's MD5 (`got`, when already computed) must be the published one."""
+    if expected and (got := got or md5(path)) != expected:
         raise DigitlabError(f"{path}: checksum mismatch (md5 {got}, expected {expected}); the file is corrupt, delete it and download again")
 
 

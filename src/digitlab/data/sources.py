@@ -224,12 +224,12 @@ def _md5s(paths: list[Path]) -> dict[str, str]:
 
 def _load_idx(spec: DatasetSpec, roots: list[Path], download: bool) -> Loaded:
     folder, paths = _locate(spec, spec, roots, list(IDX_FILES.values()), download)
-    published = _published_md5(spec)
+    published, sums = _published_md5(spec), _md5s(paths)
     arrays = {}
     for key, path in zip(IDX_FILES, paths):
         arrays[key] = read_idx(path, 3 if key.endswith("images") else 1)
         if path.suffix == ".gz" and arrays[key].shape[0] in CANONICAL_COUNTS:
-            check_md5(path, published.get(path.name))
+            check_md5(path, published.get(path.name), sums[path.name])
     splits = []
     for part in ("train", "test"):
         images, labels = arrays[f"{part}_images"], arrays[f"{part}_labels"]
@@ -238,7 +238,7 @@ def _load_idx(spec: DatasetSpec, roots: list[Path], download: bool) -> Loaded:
         if labels.numel() and int(labels.max()) >= len(spec.classes):
             raise DigitlabError(f"{folder}: {part} labels go up to {int(labels.max())}, but {spec.name} has {len(spec.classes)} classes")
         splits.append(ImageData(images.unsqueeze(1), labels.long(), list(spec.classes)))
-    return splits[0], splits[1], f"{folder} (IDX files)", _md5s(paths)
+    return splits[0], splits[1], f"{folder} (IDX files)", sums
 
 
 def _load_cifar(spec: DatasetSpec, roots: list[Path], download: bool) -> Loaded:
@@ -246,16 +246,16 @@ def _load_cifar(spec: DatasetSpec, roots: list[Path], download: bool) -> Loaded:
     cifar_roots = [r / "cifar10" if (r / "cifar10").is_dir() else r for r in roots]
     layout = DatasetSpec(spec.name, spec.description, spec.classes, spec.fmt, "cifar-10-batches-py", "cifar-10-batches-py")
     folder, paths = _locate(spec, layout, cifar_roots, names, download)
-    published = _published_md5(spec)
+    published, sums = _published_md5(spec), _md5s(paths)
     parts = []
     for path in paths:
         images, labels = read_cifar_batch(path)
         if images.shape[0] == 10000:
-            check_md5(path, published.get(path.name))
+            check_md5(path, published.get(path.name), sums[path.name])
         parts.append((images, labels))
     train = ImageData(torch.cat([p[0] for p in parts[:5]]), torch.cat([p[1] for p in parts[:5]]), list(spec.classes))
     test = ImageData(parts[5][0], parts[5][1], list(spec.classes))
-    return train, test, f"{folder} (CIFAR-10 python batches)", _md5s(paths)
+    return train, test, f"{folder} (CIFAR-10 python batches)", sums
 
 
 def _load_sample(spec: DatasetSpec, roots: list[Path], download: bool) -> Loaded:
