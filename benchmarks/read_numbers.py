@@ -16,12 +16,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage as ndi
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from photo_digits import Photo, _ink_alpha, _photograph, _rotate, number_photo  # noqa: E402
 
 from digitlab import load, load_dataset  # noqa: E402
 from digitlab.errors import DigitlabError  # noqa: E402
+from digitlab.predict.preprocess import Digit, _box, clean, to_mnist  # noqa: E402
 
 
 def hard_number_photo(digits: list[np.ndarray], labels: list[int], rng: np.random.Generator) -> Photo:
@@ -82,10 +84,80 @@ def exact_rates(read, photos: list[Photo]) -> tuple[dict[int, float], float, flo
     return {n: float(np.mean(v)) for n, v in sorted(ok.items())}, total, seconds
 
 
+# ---- the geometric cutter of digitlab 0.2 (components, bars joined, wide pieces split evenly), the baseline ----
+
+def segment_digits(source, size: int = 28) -> list[Digit]:  # the cutter digitlab 0.2 shipped, kept as the baseline
+    """A number written on one line -> its digits, left to right. Connected pieces that overlap horizontally are
+    one digit (a broken stroke); a piece much wider than the line is tall is split at its thinnest columns
+    (touching digits)."""
+    cleaned = clean(source)
+    mask = cleaned.mask
+    labels, _ = ndi.label(mask, structure=np.ones((3, 3)))
+    comps = [(sl[0], sl[1], labels[sl] == i + 1) for i, sl in enumerate(ndi.find_objects(labels))]
+    if not comps:
+        raise DigitlabError("no writing found in the image")
+    heights = np.array([c[0].stop - c[0].start for c in comps], np.float32)
+    line_height = float(np.percentile(heights[heights >= 0.5 * heights.max()], 75))
+    tall = sorted((c for c, hgt in zip(comps, heights) if hgt >= 0.45 * line_height), key=lambda c: c[1].start)
+    short = [c for c, hgt in zip(comps, heights) if hgt < 0.45 * line_height]
+    groups: list[list[tuple[slice, slice, np.ndarray]]] = []
+    for piece in tall:  # strokes of one digit: overlapping columns, or a hairline gap and a digit's width together
+        x0, x1 = piece[1].start, piece[1].stop
+        if groups:
+            gx0, gx1 = min(p[1].start for p in groups[-1]), max(p[1].stop for p in groups[-1])
+            overlap = min(x1, gx1) - max(x0, gx0)
+            if overlap > 0.3 * min(x1 - x0, gx1 - gx0) or (-overlap < 0.06 * line_height and max(x1, gx1) - gx0 < 0.9 * line_height):
+                groups[-1].append(piece)
+                continue
+        groups.append([piece])
+    for piece in short:  # a detached bar or hook (the flag of a 5, the foot of a 1) joins the nearest digit
+        cx = (piece[1].start + piece[1].stop) / 2
+        dist = [max(min(p[1].start for p in g) - cx, cx - max(p[1].stop for p in g), 0) for g in groups]
+        if groups and min(dist) < 0.3 * line_height:
+            groups[int(np.argmin(dist))].append(piece)
+    if not groups:
+        raise DigitlabError("no digits found in the image")
+    digits: list[Digit] = []
+    for group in groups:
+        y0 = min(p[0].start for p in group)
+        y1 = max(p[0].stop for p in group)
+        x0 = min(p[1].start for p in group)
+        x1 = max(p[1].stop for p in group)
+        region = np.zeros((y1 - y0, x1 - x0), bool)
+        for sy, sx, m in group:
+            region[sy.start - y0:sy.stop - y0, sx.start - x0:sx.stop - x0] |= m
+        for part in _split_touching(region, line_height):
+            if part.any():
+                digits.append(Digit(to_mnist(part, size), _box(part, cleaned.scale, (y0, x0))))
+    return digits
+
+
+def _split_touching(region: np.ndarray, line_height: float) -> list[np.ndarray]:
+    """Split a piece into n digits when it is much wider than a digit (~0.7 of the line height) would be,
+    cutting at the column with the least ink near each expected boundary."""
+    h, w = region.shape
+    n = int(round(w / (0.8 * max(h, 0.8 * line_height))))
+    if w < 1.3 * max(h, 0.8 * line_height) or n < 2:
+        return [region]
+    profile = region.sum(0).astype(np.float32)
+    cuts = [0]
+    for k in range(1, n):
+        centre = int(k * w / n)
+        lo, hi = max(cuts[-1] + 1, centre - w // (3 * n)), min(w - 1, centre + w // (3 * n))
+        if hi <= lo:
+            continue
+        cuts.append(lo + int(np.argmin(profile[lo:hi])))
+    cuts.append(w)
+    parts = []
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        part = np.zeros_like(region)
+        part[:, a:b] = region[:, a:b]
+        parts.append(part)
+    return parts
+
+
 def main() -> None:
     import torch
-
-    from digitlab.predict.preprocess import segment_digits
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run")

@@ -13,7 +13,7 @@ from PIL import Image
 import digitlab
 from conftest import REAL_DATA, assert_user_error, run_cli
 from digitlab.errors import DigitlabError
-from digitlab.predict.preprocess import MAX_PIXELS, digit_to_mnist, naive_28x28, open_image, segment_digits
+from digitlab.predict.preprocess import MAX_PIXELS, digit_to_mnist, naive_28x28, open_image
 from photo_digits import make_photos, single_photo
 
 
@@ -75,24 +75,6 @@ def test_blank_image_and_non_images_are_refused(tmp_path):
     assert 8000 * 6000 > MAX_PIXELS
     with pytest.raises(DigitlabError, match="over the limit"):
         open_image(bomb)
-
-
-def test_segmentation_merges_broken_strokes_and_splits_touching_digits():
-    one = _stroke_digit("1", 100)
-    zero = _stroke_digit("0", 100)
-    line = np.zeros((140, 520), bool)
-    line[20:120, 10:110] |= zero
-    line[20:120, 150:250] |= one
-    five_body = np.zeros((100, 100), bool)
-    five_body[45:90, 25:75] = _stroke_digit("0", 100)[45:90, 25:75]
-    line[20:120, 290:390] |= five_body
-    line[25:33, 320:385] = True  # a detached flag above it, as on a '5'
-    line[20:120, 400:480] |= zero[:, 10:90]  # and a 0 touching the next...
-    line[20:120, 440:520] |= zero[:, 10:90]  # ...0 (their rings overlap by 2 px)
-    digits = segment_digits(_photo(line))
-    xs = [d.box[0] for d in digits]
-    assert xs == sorted(xs)
-    assert len(digits) == 5, [d.box for d in digits]  # 0, 1, 5 (flag merged), and the touching pair split in two
 
 
 @pytest.fixture(scope="module")

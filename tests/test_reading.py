@@ -13,7 +13,7 @@ from digitlab.errors import DigitlabError
 from digitlab.predict import Classifier
 from digitlab.predict import reading as R
 
-CLASSES = [str(i) for i in range(10)] + [R.REJECT]
+CLASSES = [str(i) for i in range(10)] + [R.NOT_DIGIT]
 
 
 class ShapeJudge(torch.nn.Module):
@@ -115,7 +115,7 @@ def test_touching_digits_are_split_and_read(judge):
     assert reading.text == "0010"
     boxes = [d.box for d in reading.digits]
     assert all(a[2] <= b[0] + 12 for a, b in zip(boxes, boxes[1:]))  # left to right, barely overlapping
-    assert all(R.REJECT not in t for t, _ in reading.alternatives) and len(reading.alternatives) == 2
+    assert all(R.NOT_DIGIT not in t for t, _ in reading.alternatives) and len(reading.alternatives) == 2
     assert len({reading.text, *(t for t, _ in reading.alternatives)}) == 3
 
 
@@ -136,7 +136,7 @@ def test_not_digit_is_never_read_and_its_probability_is_exposed(judge):
     reading = judge.read(_png(_line([_ring(), speck, _bar()], [30, 30])), multi=True)
     assert reading.text == "01"  # the blob is skipped, not read
     blob = judge.read(_png(_line([speck[55:80]], [])))  # one photo of the blob alone
-    assert blob.text != R.REJECT and blob.text.isdigit()
+    assert blob.text != R.NOT_DIGIT and blob.text.isdigit()
     assert blob.not_digit is not None and blob.not_digit > 0.9 and blob.digits[0].to_dict()["not_digit"] > 0.9
     assert abs(sum(p for _, p in blob.digits[0].top_k) - 1) < 1e-3 or len(blob.digits[0].top_k) == 3
     assert reading.to_dict()["alternatives"] and all(isinstance(s, float) for _, s in reading.alternatives)
@@ -147,8 +147,8 @@ def test_bad_input_gives_one_line_errors(judge):
         judge.read(b"hello", multi=True)
     with pytest.raises(DigitlabError, match="no writing"):
         judge.read(_png(np.zeros((80, 200), bool)), multi=True)
-    cut_images, boxes = judge.cut(_png(_line([_ring(), _bar()], [30])), multi=True)  # the server's two-step path
-    assert cut_images.shape == (2, 1, 28, 28) and all(b is not None for b in boxes)
+    number = judge.read_number(_png(_line([_ring(), _bar()], [30])))  # the server's path for numbers
+    assert len(number.digits) == 2 and all(d.image.shape == (1, 28, 28) and d.box is not None for d in number.digits)
 
 
 def test_a_thumb_at_the_edge_goes_but_a_digit_in_a_tight_crop_stays():

@@ -23,6 +23,8 @@ from .models import create_model
 
 FORMAT = "digitlab-checkpoint/1"
 
+CHECKPOINT_NAMES = ("best.safetensors", "last.safetensors")  # what a run folder holds, in the order it is read
+
 
 NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 # how torch.save and safetensors report a failed write: neither keeps the OSError
@@ -186,7 +188,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
     """A run folder means its best checkpoint; a file is taken as it is."""
     p = Path(path)
     if p.is_dir():
-        for name in ("best.safetensors", "last.safetensors"):
+        for name in CHECKPOINT_NAMES:
             if (p / name).is_file():
                 return p / name
         raise DigitlabError(f"{p}: no best.safetensors or last.safetensors in this folder; is it a digitlab run folder?")

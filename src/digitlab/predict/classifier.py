@@ -11,11 +11,12 @@ import numpy as np
 import torch
 
 from ..data import ImageData, load_dataset, normalize
+from ..data.reject import NOT_DIGIT
 from ..device import inference_batch, memory_format, pick_device
 from ..errors import DigitlabError
 from ..evaluation import evaluate
 from ..models import get_entry
-from ..runs import load_model, resolve_checkpoint
+from ..runs import CHECKPOINT_NAMES, load_model, resolve_checkpoint
 from ..weights import reader_path
 from .onnx import open_session
 from .preprocess import digit_to_mnist, resize_plain
@@ -165,14 +166,11 @@ class Classifier:
             raise DigitlabError(f"--multi reads numbers and needs a digit model; '{self.name}' was trained on "
                                 f"{self.record.get('dataset')}")
 
-    def cut(self, source: Any, multi: bool = False) -> tuple[np.ndarray, list[tuple[int, int, int, int] | None]]:
-        """The first half of `read`: the (N, C, H, W) float images the model will see and where each digit was.
-        For one digit this runs no model; for a number (`multi`) the cut is found by reading it (`read_number`),
-        so callers that can should call `read_number` directly instead of `cut` + `reading`."""
-        if not multi:
-            return self.prepare(source)[None], [None]
-        found = self.read_number(source)
-        return np.stack([d.image for d in found.digits]), [d.box for d in found.digits]
+    def cut(self, source: Any) -> tuple[np.ndarray, list[tuple[int, int, int, int] | None]]:
+        """The first half of reading one digit, which runs no model: the (1, C, H, W) float image the model will
+        see, so a server can batch the model call of many requests. A number's cut is found by reading it:
+        `read_number`."""
+        return self.prepare(source)[None], [None]
 
     def reading(self, images: np.ndarray, boxes: list, probs: torch.Tensor, top_k: int = 3) -> "Reading":
         """The second half of `read`: what `cut` found plus the model's probabilities for it -> a Reading. A
@@ -211,9 +209,6 @@ class Classifier:
         return evaluate(self.model, data, self.record["mean"], self.record["std"])
 
 
-REJECT = "not-digit"  # a reader model's reject class: "this is not one digit"
-
-
 @dataclass
 class ReadDigit:
     label: str
@@ -234,11 +229,11 @@ def make_read_digit(classes: list[str], probs: torch.Tensor, top_k: int, box: tu
                     image: np.ndarray) -> ReadDigit:
     """One candidate's probabilities -> a ReadDigit whose label and top-k are digit classes only."""
     row = probs.double()
-    keep = [i for i, c in enumerate(classes) if c != REJECT]
+    keep = [i for i, c in enumerate(classes) if c != NOT_DIGIT]
     within = row[keep] / row[keep].sum().clamp_min(1e-12)
     values, order = within.topk(min(top_k, len(keep)))
     top = [(classes[keep[i]], round(float(v), 6)) for i, v in zip(order.tolist(), values.tolist())]
-    reject = float(row[classes.index(REJECT)]) if REJECT in classes else None
+    reject = float(row[classes.index(NOT_DIGIT)]) if NOT_DIGIT in classes else None
     return ReadDigit(top[0][0], float(values[0]), top, box, image, probs.tolist(), reject)
 
 
@@ -273,7 +268,7 @@ def is_model_path(path: str | Path) -> bool:
     image or a folder of images."""
     p = Path(path)
     if p.is_dir():
-        return any((p / name).is_file() for name in ("best.safetensors", "last.safetensors"))
+        return any((p / name).is_file() for name in CHECKPOINT_NAMES)
     return p.suffix.lower() in (".safetensors", ".onnx")
 
 

@@ -5,7 +5,7 @@ anti-aliased) and centring it by centre of mass in a 28x28 field, white ink on b
 paper looks nothing like that, so a model fed `photo.resize(28, 28)` guesses. `digit_to_mnist` repeats the
 dataset's own recipe after cleaning the photo: flat-field the lighting, find the ink, threshold (Otsu), crop,
 normalise stroke width (so a thin pen on a big photo survives the downscale), box, centre.
-`segment_digits` cuts a written number into digits for `--multi`.
+Whole numbers are read by recognition in reading.py.
 """
 from __future__ import annotations
 
@@ -112,7 +112,7 @@ def ink_map(gray: np.ndarray, uniform_light: bool | None = None, thumb: "_Thumb 
         light_background = q50 - lo > hi - q50
         return _ink(gray, q75 if light_background else q25, light_background)
     thumb = thumb or _Thumb(gray)
-    lo, hi = np.percentile(gray - thumb.background(50, gray.shape), [0.02, 99.98])  # even a thin line reaches these
+    lo, hi = np.percentile(gray - thumb.background(gray.shape), [0.02, 99.98])  # even a thin line reaches these
     light_background = -lo > hi
     return _ink(gray, _paper(gray, light_background), light_background)
 
@@ -128,11 +128,10 @@ def _paper(gray: np.ndarray, light_background: bool) -> np.ndarray:
 
 
 class _Thumb:
-    """The photo's background at three percentiles (25, 50, 75) over windows a third of the image wide, on a 64 px
-    thumbnail; ink covers a minority of any such window, however thick the pen, so it drops out. Which way the
-    ink deviates from the local median (darker: pen on paper; lighter: chalk, MNIST itself) decides the polarity.
-    The percentiles are taken every second thumbnail pixel (the smoothing after them hides the difference), all
-    three in one partition of the windows: a quarter of the cost of three full-resolution rank filters."""
+    """The photo's local median over windows a third of the image wide, on a 64 px thumbnail; ink covers a
+    minority of any such window, however thick the pen, so it drops out. Which way the ink deviates from it
+    (darker: pen on paper; lighter: chalk, MNIST itself) decides the polarity. The median is taken every second
+    thumbnail pixel (the smoothing after it hides the difference), by one partition of the windows."""
 
     def __init__(self, gray: np.ndarray):
         f = max(gray.shape) / 64
@@ -142,16 +141,16 @@ class _Thumb:
         padded = np.pad(thumb, (win // 2, (win - 1) // 2), mode="edge")
         windows = np.lib.stride_tricks.sliding_window_view(padded, (win, win))[::2, ::2]
         flat = windows.reshape(windows.shape[0] * windows.shape[1], win * win)
-        ranks = {q: int(win * win * q / 100) for q in (25, 50, 75)}
-        part = np.partition(flat, sorted(ranks.values()), axis=1)
+        rank = int(win * win * 50 / 100)
         self.shape = thumb.shape
-        self.levels = {q: part[:, r].reshape(windows.shape[:2]) for q, r in ranks.items()}
-        self.cache: dict[tuple[int, tuple[int, int]], np.ndarray] = {}
+        self.median = np.partition(flat, rank, axis=1)[:, rank].reshape(windows.shape[:2])
+        self.cache: dict[tuple[int, ...], np.ndarray] = {}
 
-    def background(self, q: int, shape: tuple[int, ...]) -> np.ndarray:
-        key = (q, tuple(shape))
+    def background(self, shape: tuple[int, ...]) -> np.ndarray:
+        """The median background resized to `shape` (kept: a photo is tried at up to three working sizes)."""
+        key = tuple(shape)
         if key not in self.cache:
-            bg = np.repeat(np.repeat(self.levels[q], 2, 0), 2, 1)[:self.shape[0], :self.shape[1]]
+            bg = np.repeat(np.repeat(self.median, 2, 0), 2, 1)[:self.shape[0], :self.shape[1]]
             bg = ndi.uniform_filter(bg.astype(np.float32), size=max(3, self.win // 2), mode="nearest")
             self.cache[key] = np.asarray(Image.fromarray(bg).resize(shape[::-1], Image.Resampling.BILINEAR))
         return self.cache[key]
@@ -253,20 +252,31 @@ def _components(mask: np.ndarray) -> list[tuple[slice, slice, np.ndarray]]:
     return [(sl[0], sl[1], labels[sl] == i + 1) for i, sl in enumerate(ndi.find_objects(labels))]
 
 
-def _touches_border(sy: slice, sx: slice, shape: tuple[int, ...]) -> bool:
-    return sy.start == 0 or sx.start == 0 or sy.stop >= shape[0] or sx.stop >= shape[1]
+def drop_border_shapes(mask: np.ndarray) -> np.ndarray:
+    """Shapes cut by the photo's edge (a thumb, a shadow's edge, the paper's edge) go when the rest of the writing
+    is framed with a margin: people frame the number they photograph. In a tight crop (writing close to the edges
+    anyway) a digit touching the edge is kept."""
+    labels, n = ndi.label(mask, structure=np.ones((3, 3)))
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    edge = edge[edge > 0]
+    if len(edge) == 0 or len(edge) == n:
+        return mask
+    inside = mask & ~np.isin(labels, edge)
+    if inside.sum() < 0.2 * mask.sum():  # little clear of the edge: the writing itself is cut by it
+        return mask
+    rows, cols = np.nonzero(inside.any(1))[0], np.nonzero(inside.any(0))[0]
+    tallest = max(sl[0].stop - sl[0].start for i, sl in enumerate(ndi.find_objects(labels)) if i + 1 not in edge)
+    margin = min(rows[0], cols[0], mask.shape[0] - 1 - rows[-1], mask.shape[1] - 1 - cols[-1])
+    return inside if margin >= 0.25 * tallest else mask
 
 
 def _main_shape(mask: np.ndarray) -> np.ndarray:
-    """For a single digit: the biggest component plus pieces near it (broken strokes); stray marks elsewhere go.
-    Shapes cut by the photo's edge (a thumb, a shadow's edge, the paper's edge) lose to a digit-sized shape inside
-    it: people centre what they photograph."""
+    """For a single digit: the biggest component plus pieces near it (broken strokes); stray marks elsewhere go."""
     comps = _components(mask)
     if len(comps) <= 1:
         return mask
     areas = [c[2].sum() for c in comps]
-    inside = [a if not _touches_border(sy, sx, mask.shape) else 0 for (sy, sx, _), a in zip(comps, areas)]
-    ys, xs, _ = comps[int(np.argmax(inside if max(inside) >= 0.25 * max(areas) else areas))]
+    ys, xs, _ = comps[int(np.argmax(areas))]
     size = max(ys.stop - ys.start, xs.stop - xs.start)
     cy, cx = (ys.start + ys.stop) / 2, (xs.start + xs.stop) / 2
     out = np.zeros_like(mask)
@@ -280,7 +290,7 @@ def _main_shape(mask: np.ndarray) -> np.ndarray:
 def digit_to_mnist(source, size: int = 28) -> Digit:
     """One digit per image (the usual case): the 28x28 the model should see."""
     cleaned = clean(source)
-    mask = _main_shape(cleaned.mask)
+    mask = _main_shape(drop_border_shapes(cleaned.mask))
     return Digit(to_mnist(mask, size), _box(mask, cleaned.scale))
 
 
@@ -288,75 +298,6 @@ def _box(mask: np.ndarray, scale: float, offset: tuple[int, int] = (0, 0)) -> tu
     ys, xs = np.nonzero(mask)
     y0, x0 = offset
     return (int((xs.min() + x0) * scale), int((ys.min() + y0) * scale), int((xs.max() + x0 + 1) * scale), int((ys.max() + y0 + 1) * scale))
-
-
-def segment_digits(source, size: int = 28) -> list[Digit]:
-    """A number written on one line -> its digits, left to right. Connected pieces that overlap horizontally are
-    one digit (a broken stroke); a piece much wider than the line is tall is split at its thinnest columns
-    (touching digits)."""
-    cleaned = clean(source)
-    mask = cleaned.mask
-    comps = _components(mask)
-    if not comps:
-        raise DigitlabError("no writing found in the image")
-    heights = np.array([c[0].stop - c[0].start for c in comps], np.float32)
-    line_height = float(np.percentile(heights[heights >= 0.5 * heights.max()], 75))
-    tall = sorted((c for c, hgt in zip(comps, heights) if hgt >= 0.45 * line_height), key=lambda c: c[1].start)
-    short = [c for c, hgt in zip(comps, heights) if hgt < 0.45 * line_height]
-    groups: list[list[tuple[slice, slice, np.ndarray]]] = []
-    for piece in tall:  # strokes of one digit: overlapping columns, or a hairline gap and a digit's width together
-        x0, x1 = piece[1].start, piece[1].stop
-        if groups:
-            gx0, gx1 = min(p[1].start for p in groups[-1]), max(p[1].stop for p in groups[-1])
-            overlap = min(x1, gx1) - max(x0, gx0)
-            if overlap > 0.3 * min(x1 - x0, gx1 - gx0) or (-overlap < 0.06 * line_height and max(x1, gx1) - gx0 < 0.9 * line_height):
-                groups[-1].append(piece)
-                continue
-        groups.append([piece])
-    for piece in short:  # a detached bar or hook (the flag of a 5, the foot of a 1) joins the nearest digit
-        cx = (piece[1].start + piece[1].stop) / 2
-        dist = [max(min(p[1].start for p in g) - cx, cx - max(p[1].stop for p in g), 0) for g in groups]
-        if groups and min(dist) < 0.3 * line_height:
-            groups[int(np.argmin(dist))].append(piece)
-    if not groups:
-        raise DigitlabError("no digits found in the image")
-    digits: list[Digit] = []
-    for group in groups:
-        y0 = min(p[0].start for p in group)
-        y1 = max(p[0].stop for p in group)
-        x0 = min(p[1].start for p in group)
-        x1 = max(p[1].stop for p in group)
-        region = np.zeros((y1 - y0, x1 - x0), bool)
-        for sy, sx, m in group:
-            region[sy.start - y0:sy.stop - y0, sx.start - x0:sx.stop - x0] |= m
-        for part, dx in _split_touching(region, line_height):
-            if part.any():
-                digits.append(Digit(to_mnist(part, size), _box(part, cleaned.scale, (y0, x0 + dx))))
-    return digits
-
-
-def _split_touching(region: np.ndarray, line_height: float) -> list[tuple[np.ndarray, int]]:
-    """Split a piece into n digits when it is much wider than a digit (~0.7 of the line height) would be,
-    cutting at the column with the least ink near each expected boundary."""
-    h, w = region.shape
-    n = int(round(w / (0.8 * max(h, 0.8 * line_height))))
-    if w < 1.3 * max(h, 0.8 * line_height) or n < 2:
-        return [(region, 0)]
-    profile = region.sum(0).astype(np.float32)
-    cuts = [0]
-    for k in range(1, n):
-        centre = int(k * w / n)
-        lo, hi = max(cuts[-1] + 1, centre - w // (3 * n)), min(w - 1, centre + w // (3 * n))
-        if hi <= lo:
-            continue
-        cuts.append(lo + int(np.argmin(profile[lo:hi])))
-    cuts.append(w)
-    parts = []
-    for a, b in zip(cuts[:-1], cuts[1:]):
-        part = np.zeros_like(region)
-        part[:, a:b] = region[:, a:b]
-        parts.append((part, 0))
-    return parts
 
 
 def resize_plain(source, channels: int, size: int) -> np.ndarray:

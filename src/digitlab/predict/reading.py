@@ -17,13 +17,13 @@ import torch
 from PIL import Image
 from scipy import ndimage as ndi
 
+from ..data.reject import NOT_DIGIT
 from ..errors import DigitlabError
-from .preprocess import clean, to_mnist
+from .preprocess import clean, drop_border_shapes, to_mnist
 
 if TYPE_CHECKING:
     from .classifier import Classifier, Reading
 
-REJECT = "not-digit"  # the reject class of a reader model: never emitted as a digit
 MAX_TILT = 10.0  # degrees of line tilt that are undone
 MAX_SPAN = 3  # a digit is at most this many pieces
 N_ALTERNATIVES = 2
@@ -216,24 +216,6 @@ def over_segment(mask: np.ndarray, strokes: bool = False) -> tuple[list[Piece], 
     return pieces, height
 
 
-def drop_border_shapes(mask: np.ndarray) -> np.ndarray:
-    """Shapes cut by the photo's edge (a thumb, a shadow's edge, the paper's edge) go when the rest of the writing
-    is framed with a margin: people frame the number they photograph. In a tight crop (writing close to the edges
-    anyway) a digit touching the edge is kept."""
-    labels, n = ndi.label(mask, structure=np.ones((3, 3)))
-    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    edge = edge[edge > 0]
-    if len(edge) == 0 or len(edge) == n:
-        return mask
-    inside = mask & ~np.isin(labels, edge)
-    if inside.sum() < 0.2 * mask.sum():  # little clear of the edge: the writing itself is cut by it
-        return mask
-    rows, cols = np.nonzero(inside.any(1))[0], np.nonzero(inside.any(0))[0]
-    tallest = max(sl[0].stop - sl[0].start for i, sl in enumerate(ndi.find_objects(labels)) if i + 1 not in edge)
-    margin = min(rows[0], cols[0], mask.shape[0] - 1 - rows[-1], mask.shape[1] - 1 - cols[-1])
-    return inside if margin >= 0.25 * tallest else mask
-
-
 def find_line(source: Any, strokes: bool = False) -> Line:
     """Photo -> its ink, deskewed and over-segmented (`strokes`: see cut_columns)."""
     cleaned = clean(source)
@@ -292,9 +274,9 @@ def digit_log_scores(probs: torch.Tensor, classes: list[str], w: Weights) -> tup
     A reader model's `not-digit` probability is the reject signal; a digits-only model's confidences are
     softened by a temperature so that one over-confident half-digit cannot outvote a whole one."""
     p = probs.double().numpy()
-    digit = [i for i, c in enumerate(classes) if c != REJECT]
-    if REJECT in classes:
-        reject = p[:, classes.index(REJECT)]
+    digit = [i for i, c in enumerate(classes) if c != NOT_DIGIT]
+    if NOT_DIGIT in classes:
+        reject = p[:, classes.index(NOT_DIGIT)]
         within = p[:, digit] / np.maximum(p[:, digit].sum(1, keepdims=True), 1e-12)
         return np.log(within + 1e-9) + w.reject * np.log1p(-np.minimum(reject, 1 - 1e-9))[:, None], reject
     logits = np.log(p[:, digit] + 1e-12) / w.temperature
@@ -369,14 +351,14 @@ def read_number(clf: "Classifier", source: Any, top_k: int = 3, weights: Weights
     """A number written on one line -> the best reading, its next alternatives, each digit with its box."""
     from .classifier import Reading, make_read_digit
 
-    w = weights or (READER_WEIGHTS if REJECT in clf.classes else Weights())
+    w = weights or (READER_WEIGHTS if NOT_DIGIT in clf.classes else Weights())
     line = find_line(source, strokes=w.stroke_cuts)
     candidates = spans(line)
     size = clf.input_shape[1]
     masks = [span_mask(line.pieces[i:j]) for i, j in candidates]
     batch = np.stack([to_mnist(m, size)[None] for m, _, _ in masks])
     probs = clf.predict_prepared(torch.from_numpy(batch)).probs
-    digit_names = [c for c in clf.classes if c != REJECT]
+    digit_names = [c for c in clf.classes if c != NOT_DIGIT]
     log, _ = digit_log_scores(probs, clf.classes, w)
     results = best_readings(len(line.pieces), score_table(line, candidates, log, digit_names, w), skip_costs(line, w))
     if not results:
