@@ -179,6 +179,8 @@ def test_defaults_layer_dataset_then_model_then_recipe_then_flags(monkeypatch):
     fast = resolve_config({"recipe": "fast"})
     assert (fast.model, fast.ema, fast.lr) == ("fastcnn", RECIPES["fast"]["ema"], RECIPES["fast"]["lr"])
     assert resolve_config({"recipe": "fast", "batch_size": 64}).batch_size == 64  # flags beat the recipe
+    assert (resolve_config({"model": "fastcnn"}).lr, resolve_config({"model": "mlp"}).epochs) == (3e-3, 20)  # MODEL_DEFAULTS
+    assert resolve_config({"model": "mlp", "recipe": "pytorch-example"}).epochs == 14  # the recipe beats the model
     monkeypatch.setitem(RECIPES, "narrow", {"model": "fastcnn", "model_args": {"width": 16}})
     assert resolve_config({"recipe": "narrow"}).model_args == {"width": 16}
     assert resolve_config({"recipe": "narrow", "model": "lenet5"}).model_args == {}  # width belongs to fastcnn
@@ -221,3 +223,24 @@ def test_weights_from_a_differently_built_model_name_the_saving_version(tmp_path
     save_model(tmp_path / "old.safetensors", model, record)
     assert_user_error(run_cli("evaluate", str(tmp_path / "old.safetensors"), "--dataset", "mnist-sample"),
                       "weights do not fit model 'cnn'", "saved by digitlab 0.0.1")
+
+
+def test_weight_decay_skips_biases_and_norms():
+    """Decay applies to weight matrices and conv kernels only: with no gradient, one AdamW step shrinks the conv
+    weights and leaves BatchNorm scales and every bias exactly as they were."""
+    from digitlab.models import create_model
+    from digitlab.training.config import resolve_config
+    from digitlab.training.loop import make_optimizer
+
+    model = create_model("fastcnn")
+    opt = make_optimizer(resolve_config({"recipe": "fast"}), model, lr=0.1)
+    decayed = {id(p) for p in opt.param_groups[0]["params"]}
+    assert decayed and all(p.ndim >= 2 for p in opt.param_groups[0]["params"])
+    assert opt.param_groups[1]["weight_decay"] == 0 and len(decayed) + len(opt.param_groups[1]["params"]) == len(list(model.parameters()))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    for name, p in model.named_parameters():
+        changed = not torch.equal(p, before[name])
+        assert changed == (id(p) in decayed), name

@@ -8,7 +8,7 @@
 """
 from __future__ import annotations
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 _LAZY = {
     "train": ("digitlab.training", "train"),

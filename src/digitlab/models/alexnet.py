@@ -45,7 +45,7 @@ class AlexNet(nn.Module):
         return self.classifier(self.pool(self.features(x)))
 
 
-@register("alexnet", "alexnet", "AlexNet 5 conv + 3 FC with dropout; 3x3 stem for small images, 11x11/4 for >=128px", min_size=8, lr=1e-3)
+@register("alexnet", "alexnet", "AlexNet 5 conv + 3 FC with dropout; 3x3 stem for small images, 11x11/4 for >=128px", min_size=8)
 def alexnet(num_classes: int = 10, in_chans: int = 1, image_size: int = 28) -> AlexNet:
     """AlexNet; 5,670,602 parameters on MNIST (small layout), 57 M in the 224x224 layout."""
     return AlexNet(num_classes, in_chans, image_size)

@@ -30,20 +30,20 @@ class KerasCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
-@register("cnn-small", "cnn", "Keras tutorial CNN: Conv32-Pool-Conv64-Pool-Conv64, Dense64, valid padding", min_size=18, lr=1e-3)
+@register("cnn-small", "cnn", "Keras tutorial CNN: Conv32-Pool-Conv64-Pool-Conv64, Dense64, valid padding", min_size=18)
 def cnn_small(num_classes: int = 10, in_chans: int = 1, image_size: int = 28) -> KerasCNN:
     """TensorFlow's 'Convolutional Neural Network' tutorial net (valid padding). 93,322 parameters on MNIST."""
     return KerasCNN((32, 64, 64), (True, True, False), 64, num_classes, in_chans, image_size, padding=0)
 
 
-@register("cnn", "cnn", "same-padding CNN: Conv32-64-64-64 with 3 max-pools, Dense64", min_size=8, lr=1e-3)
+@register("cnn", "cnn", "same-padding CNN: Conv32-64-64-64 with 3 max-pools, Dense64", min_size=8)
 def cnn(num_classes: int = 10, in_chans: int = 1, image_size: int = 28) -> KerasCNN:
     """Four same-padded 3x3 convs (32-64-64-64), a 2x2 max-pool after each of the first three, Dense64.
     130,250 parameters on MNIST."""
     return KerasCNN((32, 64, 64, 64), (True, True, True, False), 64, num_classes, in_chans, image_size, padding=1)
 
 
-@register("catsdogs-cnn", "cnn", "cats-vs-dogs CNN: Conv32/64/128/128 + pools, Dropout 0.5, Dense512 (150x150 RGB)", min_size=46, lr=1e-3)
+@register("catsdogs-cnn", "cnn", "cats-vs-dogs CNN: Conv32/64/128/128 + pools, Dropout 0.5, Dense512 (150x150 RGB)", min_size=46)
 def catsdogs_cnn(num_classes: int = 2, in_chans: int = 3, image_size: int = 150) -> KerasCNN:
     """The 4-block binary classifier from 'Deep Learning with Python' (Chollet, ch. 5), with a softmax head
     over `num_classes` instead of one sigmoid unit. 3,453,634 parameters at 150x150 RGB, 2 classes."""
@@ -75,7 +75,7 @@ class FastCNN(nn.Module):
 
 
 @register("fastcnn", "cnn", "digitlab's fast recipe net: 4 conv-BN layers, pool before BN, global max-pool (7.3 M MACs per digit)",
-          min_size=4, lr=3e-3)
+          min_size=4)
 def fastcnn(num_classes: int = 10, in_chans: int = 1, image_size: int = 28, width: int = 32) -> FastCNN:
     """Small BN CNN for time-to-accuracy on CPU; 121,786 parameters on MNIST."""
     return FastCNN(num_classes, in_chans, image_size, width)

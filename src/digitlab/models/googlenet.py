@@ -10,7 +10,7 @@ from .registry import register
 SMALL_INPUT = 96
 
 
-@register("googlenet", "googlenet", "GoogLeNet (Inception v1, 9 inception blocks, aux heads off); 3x3 stem below 96px", min_size=4, lr=1e-3)
+@register("googlenet", "googlenet", "GoogLeNet (Inception v1, 9 inception blocks, aux heads off); 3x3 stem below 96px", min_size=4)
 def googlenet(num_classes: int = 10, in_chans: int = 1, image_size: int = 28) -> tvm.GoogLeNet:
     """GoogLeNet without the auxiliary classifiers (they only matter for very deep training from scratch).
     For small inputs the 7x7/2 stem conv and first max-pool become a 3x3/1 conv, so inception 3 runs at

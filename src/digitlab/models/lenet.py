@@ -34,7 +34,7 @@ class LeNet5(nn.Module):
 
 
 # cpu_graph: batch inference 44-46k -> 61-71k images/s at 128-512 per chunk on 2 cores (benchmarks/inference.py)
-@register("lenet5", "lenet", "LeNet-5: 6@5x5, pool, 16@5x5, pool, 120, 84 (61,706 params on MNIST)", min_size=12, cpu_graph=True, lr=1e-3)
+@register("lenet5", "lenet", "LeNet-5: 6@5x5, pool, 16@5x5, pool, 120, 84 (61,706 params on MNIST)", min_size=12, cpu_graph=True)
 def lenet5(num_classes: int = 10, in_chans: int = 1, image_size: int = 28, activation: str = "relu", pool: str = "max") -> LeNet5:
     """LeNet-5, 61,706 parameters on a 28x28 input padded as in the original."""
     return LeNet5(num_classes, in_chans, image_size, activation, pool)
@@ -64,7 +64,7 @@ class LeNetModern(nn.Module):
         return self.classifier(self.features(x))
 
 
-@register("lenet5-modern", "lenet", "LeNet with 3x3 conv pairs + batch norm (32-32-64-64, Dense 256)", min_size=4, lr=2e-3)
+@register("lenet5-modern", "lenet", "LeNet with 3x3 conv pairs + batch norm (32-32-64-64, Dense 256)", min_size=4)
 def lenet5_modern(num_classes: int = 10, in_chans: int = 1, image_size: int = 28, dropout: float = 0.25) -> LeNetModern:
     """Modern 3x3 LeNet variant, 871,082 parameters on MNIST."""
     return LeNetModern(num_classes, in_chans, image_size, dropout)

@@ -20,13 +20,13 @@ class MLP(nn.Sequential):
         super().__init__(*layers)
 
 
-@register("mlp", "mlp", "back-propagation net 784-128-64-10 with ReLU (the classic tutorial MLP)", lr=1e-3, epochs=20)
+@register("mlp", "mlp", "back-propagation net 784-128-64-10 with ReLU (the classic tutorial MLP)")
 def mlp(num_classes: int = 10, in_chans: int = 1, image_size: int = 28, hidden: tuple[int, ...] = (128, 64), dropout: float = 0.0) -> MLP:
     """The MLP of the Keras/PyTorch beginner tutorials: 784-128-64-10, ReLU. 109,386 parameters on MNIST."""
     return MLP(in_chans * image_size * image_size, tuple(hidden), num_classes, dropout)
 
 
-@register("mlp-dropout", "mlp", "784-256-128-10 with dropout 0.2, trained with L2 weight decay", lr=1e-3, weight_decay=1e-4, epochs=20)
+@register("mlp-dropout", "mlp", "784-256-128-10 with dropout 0.2, trained with L2 weight decay")
 def mlp_dropout(num_classes: int = 10, in_chans: int = 1, image_size: int = 28, hidden: tuple[int, ...] = (256, 128), dropout: float = 0.2) -> MLP:
     """The regularised MLP preset: 784-256-128-10, dropout 0.2 (L2 comes from the optimizer's weight decay).
     235,146 parameters on MNIST."""

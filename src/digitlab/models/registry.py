@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch.nn as nn
 
@@ -16,7 +16,6 @@ class ModelEntry:
     description: str
     builder: Callable[..., nn.Module]
     min_size: int  # smallest square input the layer stack can take
-    train_defaults: dict = field(default_factory=dict)  # per-model training defaults (lr, optimizer, ...)
     # CPU batch inference through a torch.fx graph kept in oneDNN's blocked layout (predict/classifier.py): set
     # only where measured faster than eager channels_last; it is for nets with few channels (lenet5: 6 and 16)
     cpu_graph: bool = False
@@ -25,14 +24,15 @@ class ModelEntry:
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register(name: str, family: str, description: str, min_size: int = 1, cpu_graph: bool = False, **train_defaults):
+def register(name: str, family: str, description: str, min_size: int = 1, cpu_graph: bool = False):
     """Decorator: add a builder `fn(num_classes, in_chans, image_size, **kwargs) -> nn.Module`. A name can be
-    registered once: a second model of the same name would silently change what old checkpoints load as."""
+    registered once: a second model of the same name would silently change what old checkpoints load as. How a model
+    trains (learning rate, epochs) is training knowledge: training/config.py MODEL_DEFAULTS."""
     if name in _REGISTRY:
         raise DigitlabError(f"a model named '{name}' is already registered ({_REGISTRY[name].description}); pick another name")
 
     def wrap(fn):
-        _REGISTRY[name] = ModelEntry(name, family, description, fn, min_size, train_defaults, cpu_graph)
+        _REGISTRY[name] = ModelEntry(name, family, description, fn, min_size, cpu_graph)
         return fn
     return wrap
 

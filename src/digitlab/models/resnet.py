@@ -19,13 +19,13 @@ def _resnet(builder, num_classes: int, in_chans: int, image_size: int) -> tvm.Re
     return model
 
 
-@register("resnet18", "resnet", "ResNet-18 (BasicBlock x [2,2,2,2]); 3x3 stem below 96px", min_size=8, lr=1e-3)
+@register("resnet18", "resnet", "ResNet-18 (BasicBlock x [2,2,2,2]); 3x3 stem below 96px", min_size=8)
 def resnet18(num_classes: int = 10, in_chans: int = 1, image_size: int = 28) -> tvm.ResNet:
     """ResNet-18: 11,172,810 parameters on MNIST (small stem)."""
     return _resnet(tvm.resnet18, num_classes, in_chans, image_size)
 
 
-@register("resnet34", "resnet", "ResNet-34 (BasicBlock x [3,4,6,3]); 3x3 stem below 96px", min_size=8, lr=1e-3)
+@register("resnet34", "resnet", "ResNet-34 (BasicBlock x [3,4,6,3]); 3x3 stem below 96px", min_size=8)
 def resnet34(num_classes: int = 10, in_chans: int = 1, image_size: int = 28) -> tvm.ResNet:
     """ResNet-34: 21,280,970 parameters on MNIST (small stem)."""
     return _resnet(tvm.resnet34, num_classes, in_chans, image_size)

@@ -88,16 +88,21 @@ def ema_with_warmup(decay: float):
 
 
 def make_optimizer(cfg: TrainConfig, model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
-    params, wd = model.parameters(), cfg.weight_decay
+    """The optimizer with two parameter groups: weight decay on weight matrices and conv kernels only, none on
+    biases and norm scales/shifts (as nanoGPT, timm and torchvision's references do: decaying a BatchNorm scale only
+    fights the next layer's weights)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0, weight_decay=wd)
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+        return torch.optim.Adam(groups, lr=lr)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+        return torch.optim.AdamW(groups, lr=lr)
     if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, weight_decay=wd)
-    return torch.optim.Adadelta(params, lr=lr, weight_decay=wd)
+        return torch.optim.RMSprop(groups, lr=lr)
+    return torch.optim.Adadelta(groups, lr=lr)
 
 
 def _distributed() -> tuple[int, int, int]:
@@ -302,7 +307,11 @@ def _set_up(cfg: TrainConfig, run_dir: Path, verbose: bool) -> _Session:
 def _restore(s: _Session, state: dict) -> None:
     """Model, optimizer, EMA, history and early-stop state from last.state.pt."""
     s.model.load_state_dict(state["model"])
-    s.optimizer.load_state_dict(state["optimizer"])
+    try:
+        s.optimizer.load_state_dict(state["optimizer"])
+    except ValueError:  # parameter groups changed (digitlab 0.3 kept one group): the moments cannot be matched up
+        raise DigitlabError(f"{s.run_dir}: its optimizer state was written by an older digitlab and cannot be resumed; "
+                            "start a new run (its best.safetensors still loads for predict and evaluate)") from None
     if s.ema is not None:
         s.ema.load_state_dict(state["ema"])
     s.start_epoch, s.history, s.best, s.bad_epochs = state["epoch"] + 1, state["history"], state["best"], state["bad_epochs"]
