@@ -1,7 +1,9 @@
 """Shared fixtures: tiny datasets written in the real on-disk formats, and the real data root."""
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
 import os
 import pickle
 import subprocess
@@ -91,9 +93,30 @@ def isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("DIGITLAB_OFFLINE", "1")
 
 
-def run_cli(*args: str, env: dict | None = None, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_process(*args: str, env: dict | None = None, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """`python -m digitlab ARGS` in a new process: for what only a process shows (the entry point, signals, exit)."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "digitlab", *args], capture_output=True, text=True, env=full_env, timeout=timeout, cwd=cwd)
+
+
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`digitlab ARGS` in this process through `cli.main` (what the console script calls), with its stdout, stderr and
+    exit code; ~0.1 s instead of the ~3 s a new interpreter spends importing torch. `env` is set for the call only."""
+    from digitlab.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(args))
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return subprocess.CompletedProcess(["digitlab", *args], code, out.getvalue(), err.getvalue())
 
 
 def assert_user_error(result: subprocess.CompletedProcess, *fragments: str) -> None:

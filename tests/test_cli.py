@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import gzip
 
+import pytest
 import torch
 
-from conftest import assert_user_error, make_idx_dataset, run_cli
+from conftest import assert_user_error, make_idx_dataset, run_cli, run_process
 
 
 def test_help_and_version():
-    r = run_cli("--help")
+    r = run_process("--help")  # the real entry point, once
     assert r.returncode == 0 and "train" in r.stdout and "evaluate" in r.stdout
     assert run_cli("--version").stdout.startswith("digitlab ")
 
@@ -78,6 +79,7 @@ def test_bad_training_options(tmp_path):
         assert_user_error(run_cli("train", "--dataset", "mnist-sample", "--device", "cuda", "--out", out), "cuda")
 
 
+@pytest.mark.slow
 def test_train_streams_a_folder_with_dataloader_workers(tmp_path):
     """`--stream --workers 2`: the folder is decoded by DataLoader processes each epoch; the run completes with its
     report and learns (each class here has its own brightness), and `--stream` on a built-in dataset is refused."""

@@ -60,6 +60,7 @@ def test_every_import_points_down():
     assert not upward, upward
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", ["data", "models", "runs", "evaluation", "training", "predict", "compare", "cli"])
 def test_each_layer_imports_alone(module):
     result = subprocess.run([sys.executable, "-c", f"import digitlab.{module}"], capture_output=True, text=True, timeout=120)

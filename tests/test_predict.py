@@ -85,6 +85,7 @@ def photos():
     return make_photos(test.images[:, 0].numpy(), test.labels.numpy(), 60, 16, seed=123)
 
 
+@pytest.mark.slow
 def test_photos_of_real_mnist_digits_are_read(mnist_model, photos):
     """The measured goal in small: a 2-epoch lenet5 reads synthetic photos of MNIST test digits; the naive
     'resize to 28x28' path does not (benchmarks/read_photos.py measures the full set)."""
@@ -98,6 +99,7 @@ def test_photos_of_real_mnist_digits_are_read(mnist_model, photos):
     assert whole >= 0.6, whole  # 16 numbers of ~4 digits from a 2-epoch model; the naive path gets ~0
 
 
+@pytest.mark.slow
 def test_onnx_export_matches_torch_on_real_digits(mnist_model, real_root, tmp_path):
     pytest.importorskip("onnxruntime")
     result = run_cli("export", str(mnist_model), "--out", str(tmp_path / "m.onnx"))
@@ -116,6 +118,7 @@ def test_onnx_export_matches_torch_on_real_digits(mnist_model, real_root, tmp_pa
     assert np.abs(logits.numpy() - onnx_logits).max() < 1e-4
 
 
+@pytest.mark.slow
 def test_predict_cli(mnist_model, photos, tmp_path):
     singles, numbers = photos
     folder = tmp_path / "in"
@@ -144,6 +147,7 @@ def test_predict_cli(mnist_model, photos, tmp_path):
     assert len(result.stdout.splitlines()[1].split(",")[1]) == len(numbers[0].label)
 
 
+@pytest.mark.slow
 def test_predict_cli_user_errors(mnist_model, tmp_path):
     assert_user_error(run_cli("predict", str(tmp_path / "missing-run"), "x.png"), "missing-run")
     assert_user_error(run_cli("predict", str(mnist_model), "x.png", "--backend", "onnx"), "digitlab export")
@@ -151,6 +155,7 @@ def test_predict_cli_user_errors(mnist_model, tmp_path):
     assert result.returncode == 3 and "nope.png: error: no such file" in result.stdout
 
 
+@pytest.mark.slow
 def test_inspect_cli_writes_feature_maps(mnist_model, photos, tmp_path):
     image = tmp_path / "digit.jpg"
     image.write_bytes(photos[0][0].data)

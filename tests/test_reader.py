@@ -101,6 +101,7 @@ def test_shipped_reader_is_small_and_says_how_it_was_made():
     assert record["data_md5"] == published
 
 
+@pytest.mark.slow
 def test_shipped_reader_matches_the_recipe_retrained_briefly(tmp_path):
     """The shipped file must come from the recipe as it is now: retrain it briefly and compare the records."""
     shipped = read_record(READER)
@@ -113,6 +114,7 @@ def test_shipped_reader_matches_the_recipe_retrained_briefly(tmp_path):
     assert strip(shipped["config"]) == strip(resolve_config({"recipe": "reader"}).to_dict())
 
 
+@pytest.mark.slow
 def test_reader_on_mnist_test(real_root):
     clf = digitlab.load()
     test = load_dataset("mnist", root=real_root, val_split=0).test

@@ -197,6 +197,7 @@ def _mount_tmpfs(where: Path, size: str) -> None:
         pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip() or 'not root'}); the ENOSPC test above simulates it")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux" or os.geteuid() != 0, reason="mounting a tmpfs needs Linux and root")
 @pytest.mark.parametrize("size", ["3m", "1m", "600k", "20k"])
 def test_real_full_tmpfs_as_out(capsys, tmp_path, tiny_data, size):
@@ -215,6 +216,7 @@ def test_real_full_tmpfs_as_out(capsys, tmp_path, tiny_data, size):
         subprocess.run(["umount", str(mnt)], check=False)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux" or os.geteuid() != 0, reason="mounting a tmpfs needs Linux and root")
 def test_real_disk_filling_up_during_training(capsys, tmp_path, tiny_data):
     """The disk fills up (another program) after epoch 1: the run stops with one line; epoch 1's checkpoint resumes."""

@@ -118,6 +118,7 @@ def test_openapi_documents_every_error_status_with_one_shape(client):
 
 # ---- the uvicorn seam of the worker processes ---------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_handoff_protocol_serves_an_accepted_connection():
     """workers.handoff_protocol is the one use of uvicorn beyond its public API: if an upgrade breaks it, this says so."""
     import uvicorn
@@ -193,6 +194,7 @@ def _slow_body(port: int, then_close: bool = False) -> bytes:
         return answer
 
 
+@pytest.mark.slow
 def test_slow_body_gets_408_and_the_connection_is_closed(server):
     port, _, log = server
     t0 = time.perf_counter()
@@ -204,6 +206,7 @@ def test_slow_body_gets_408_and_the_connection_is_closed(server):
     assert _healthy(port) and "Traceback" not in log.read_text(), log.read_text()
 
 
+@pytest.mark.slow
 def test_trickled_request_head_is_cut_off(server):
     """A client that opens a connection and never finishes its headers loses it after --timeout (1 s here)."""
     port, _, log = server

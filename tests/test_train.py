@@ -82,6 +82,7 @@ def _train_cmd(out: Path, epochs: int) -> list[str]:
             "--batch-size", "8", "--threads", "1", "--seed", "3", "--out", str(out)]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
     env = {**os.environ, "DIGITLAB_OFFLINE": "1"}
     reference = subprocess.run(_train_cmd(tmp_path / "ref", 3), capture_output=True, text=True, env=env, timeout=600)
@@ -112,6 +113,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert ref_test["accuracy"] == got_test["accuracy"] and ref_test["loss"] == pytest.approx(got_test["loss"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_cleanly_with_a_resume_hint(tmp_path):
     env = {**os.environ, "DIGITLAB_OFFLINE": "1"}
     proc = subprocess.Popen(_train_cmd(tmp_path / "int", 5), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -155,6 +157,7 @@ def test_real_mnist_one_epoch(real_root, tmp_path):
     assert run.test_accuracy >= 0.95  # a broken pipeline (e.g. misaligned labels) scores ~10%
 
 
+@pytest.mark.slow
 def test_tensorboard_log_has_scalars_histograms_images_and_graph(tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
