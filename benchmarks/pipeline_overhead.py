@@ -11,11 +11,15 @@ contiguous layout (what a tutorial gets). The ratio uses the DataLoader's fastes
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
 
-import torch
+# as the digitlab command does: OpenMP threads that spin while waiting starve everything else on a shared CPU
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

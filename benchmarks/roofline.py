@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import tempfile
 import time
 
-import torch
+# as the digitlab command does: OpenMP threads that spin while waiting starve everything else on a shared CPU
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 

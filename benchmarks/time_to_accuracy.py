@@ -21,7 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
+# as the digitlab command does: OpenMP threads that spin while waiting starve everything else on a shared CPU
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baseline import run_example  # noqa: E402
