@@ -271,11 +271,13 @@ def check_code_blocks(en: Doc, zh: Doc) -> list[str]:
                 problems.append(f"{label}: {en.name}'s is `{a.lang or 'plain'}`, {zh.name}'s is `{b.lang or 'plain'}`")
             elif a.lang:
                 la, lb = ca[i][1], cb[j][1]
-                k = next((k for k, (x, y) in enumerate(zip(la, lb)) if x != y), None)
-                if k is not None:
-                    problems.append(f"{label} differs in its line {k + 1}: {en.name} `{la[k]}` vs {zh.name} `{lb[k]}`")
-                else:
-                    problems.append(f"{label}: {en.name}'s has {len(la)} lines, {zh.name}'s has {len(lb)}")
+                for tag, k1, k2, m1, m2 in difflib.SequenceMatcher(a=la, b=lb, autojunk=False).get_opcodes():
+                    if tag in ("replace", "delete"):
+                        problems += [f"{label}: {en.name} has the line {k + 1} `{la[k]}` that {zh.name} lacks"
+                                     for k in range(k1, k2)]
+                    if tag in ("replace", "insert"):
+                        problems += [f"{label}: {zh.name} has the line {m + 1} `{lb[m]}` that {en.name} lacks"
+                                     for m in range(m1, m2)]
             else:
                 ta, tb = set(ca[i][1]), set(cb[j][1])
                 problems += [f"{label}: {en.name} has `{x}` that {zh.name} lacks" for x in sorted(ta - tb)]
@@ -401,7 +403,8 @@ def _row_dropped(zh: Doc):
 def _code_changed(zh: Doc):
     block = next(b for b in zh.blocks if b.lang and b.lang not in SHELL_LANGS)
     j = next(j for j, x in enumerate(block.lines) if _strip_comment(x))
-    return _set_line(zh.text, block.line + 1 + j, block.lines[j] + "_typo"), "differs in its line"
+    return (_set_line(zh.text, block.line + 1 + j, block.lines[j] + "_typo"),
+            f"{ZH} has the line {j + 1} `{_strip_comment(block.lines[j])}_typo` that {EN} lacks")
 
 
 def _tree_path_changed(zh: Doc):
@@ -428,6 +431,8 @@ MUTATIONS = {
 def test_each_check_catches_a_difference(docs, name):
     check, mutate = MUTATIONS[name]
     en, zh = docs
+    if any(c(en, zh) for c in CHECKS):
+        pytest.skip(f"{ZH} is already out of step with {EN} (see test_the_translation_matches_the_english_readme)")
     mutated, expected = mutate(zh)
     assert mutated != zh.text, f"the mutation {name!r} found nothing to change in {ZH}"
     problems = check(en, parse(ZH, mutated))
