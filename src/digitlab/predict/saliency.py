@@ -1,7 +1,9 @@
 """Why the model said what it said: occlusion saliency, one map per class from one batched forward pass.
 
 Each patch of the image is blanked in turn (set to 0, the model's empty paper) and the drop in every class's
-log-probability is spread back over the pixels that patch covered. A region the model relies on for a class makes
+log-odds, log(p / (1 - p)), is spread back over the pixels that patch covered. Log-odds rather than probability or
+log-probability, because neither saturates: a 99.9% answer still shows which strokes it rests on, and a 0.1% runner-up
+which strokes hold it back. A region the model relies on for a class makes
 that class less likely when hidden (positive map); ink that argues against a class makes it more likely when hidden
 (negative). Only forward passes are needed, so it works for every model, the MLP and an ONNX session included, and
 all patches go through the model as one batch.
@@ -23,7 +25,7 @@ STRIDE = 4  # 7x7 = 49 occluded copies of a 28x28 image; each pixel lies under u
 @dataclass
 class Saliency:
     """Per-class occlusion maps for one image."""
-    maps: torch.Tensor  # (K, H, W): mean drop of log p(class) when a patch over the pixel is hidden
+    maps: torch.Tensor  # (K, H, W): mean drop of the class's log-odds when a patch over the pixel is hidden
     probs: torch.Tensor  # (K,) the model's probabilities for the untouched image
     classes: list[str]
     patch: int
@@ -52,10 +54,11 @@ def occlusion(clf: Any, image: np.ndarray | torch.Tensor, patch: int = PATCH, st
     rows, cols = patch_cover(h, patch, stride), patch_cover(w, patch, stride)
     covered = (rows[:, None, :, None] * cols[None, :, None, :]).reshape(-1, h, w)  # (P, H, W), 1 = hidden
     batch = torch.cat([x[None], x[None] * (1 - covered[:, None])])
-    logp = clf.predict_prepared(batch).probs.double().clamp_min(1e-12).log()  # (1 + P, K)
-    drop = logp[0] - logp[1:]  # (P, K)
+    probs = clf.predict_prepared(batch).probs.double().clamp(1e-12, 1 - 1e-12)  # (1 + P, K)
+    log_odds = probs.log() - (-probs).log1p()
+    drop = log_odds[0] - log_odds[1:]  # (P, K)
     maps = torch.einsum("pk,phw->khw", drop, covered.double()) / covered.sum(0).clamp_min(1)
-    return Saliency(maps.float(), logp[0].exp().float(), list(clf.classes), patch, stride)
+    return Saliency(maps.float(), probs[0].float(), list(clf.classes), patch, stride)
 
 
 def frame_in_photo(image: np.ndarray, box: tuple[int, int, int, int], ink: float = 0.1) -> list[float]:

@@ -408,19 +408,19 @@ async def saliency(request: Request, model: str | None = MODEL_QUERY,
                    patch: int = Query(PATCH, ge=1, le=64, description="occluding square's side, model pixels"),
                    stride: int = Query(STRIDE, ge=1, le=64, description="step between occluding squares")) -> JSONResponse:
     """Why this answer: occlusion saliency. Every patch of the model's input is blanked in one batch; a map's value is
-    the mean drop of log p(class) when the pixel is hidden (positive: it speaks for the class, negative: against).
+    the mean drop of the class's log-odds when the pixel is hidden (positive: it speaks for the class, negative:
+    against it); `scale` is the map's largest absolute value.
     `frame` places the model's input over the photo (x0, y0, x1, y1 photo pixels; null for a pixel array)."""
     name, clf = request.app.state.models.pick(model)
     image, box = await _prepared(request, clf)
     t0 = time.perf_counter()
     result = await run_in_threadpool(occlusion, clf, image, patch, stride)
     picked = saliency_targets(result, target)
-    maps = [{"class": result.classes[k], "prob": round(float(result.probs[k]), 6), "map": _rounded(result.maps[k])}
-            for k in picked]
+    maps = [{"class": result.classes[k], "prob": round(float(result.probs[k]), 6), "map": _rounded(result.maps[k]),
+             "scale": round(float(result.maps[k].abs().max()), 6)} for k in picked]
     return JSONResponse({
         "model": name, "method": "occlusion", "patch": patch, "stride": stride, "input": _png_b64(image),
-        "frame": frame_in_photo(image, box) if box else None, "maps": maps,
-        "scale": round(float(result.maps[picked].abs().max()), 6), "timing_ms": round(1000 * (time.perf_counter() - t0), 3),
+        "frame": frame_in_photo(image, box) if box else None, "maps": maps, "timing_ms": round(1000 * (time.perf_counter() - t0), 3),
     })
 
 
