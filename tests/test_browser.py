@@ -313,3 +313,22 @@ def test_axe_finds_no_serious_violations(server, browser, axe_script, language):
     assert not serious, serious
     assert result["passes"] is not None and len(result["passes"]) > 10  # axe really ran its rules
     page.context.close()
+
+
+def test_a_photo_shows_its_digit_box_and_heat_map_over_the_photo(server, browser):
+    from drawings import png, seven
+
+    page = open_page(browser, server)
+    page.check("#why-on")
+    page.set_input_files("#file", files=[{"name": "seven.png", "mimeType": "image/png", "buffer": png(seven())}])
+    expect(page.locator("#answer")).to_have_text("7", timeout=10_000)
+    expect(page.locator("#photo")).to_be_visible()
+    assert page.locator("#pad").is_hidden()
+    photo = page.locator("#photo").bounding_box()
+    assert abs(photo["width"] - photo["height"]) < 2  # a square photo stays square
+    box = page.locator("#boxes .box").bounding_box()  # the 7's ink spans x 60-220, y 50-240 of 280
+    s = photo["width"] / 280
+    assert abs(box["x"] - (photo["x"] + 60 * s)) < 6 * s and abs(box["y"] + box["height"] - (photo["y"] + 240 * s)) < 6 * s
+    expect(page.locator("#heat")).to_be_visible(timeout=10_000)
+    page.screenshot(path=str(ARTIFACTS / "photo.png"), full_page=True)
+    page.context.close()

@@ -59,6 +59,7 @@ function resize() {
   const [w, h] = SIZE[multi() ? "multi" : "single"];
   pad.width = w; pad.height = h; history.length = 0; pen = null;
   pad.classList.toggle("wide", multi()); $("stage").closest(".card").classList.toggle("wide", multi());
+  $("why").hidden = multi();  // the heat-map explains one digit
   $("draw-title").dataset.i18n = multi() ? "drawNumber" : "draw"; $("draw-title").textContent = t($("draw-title").dataset.i18n);
   usePad(); blank(); reset();
 }
@@ -148,8 +149,7 @@ function showBoxes(data) {
 // ---- why: occlusion saliency as a heat-map over the drawing ----
 function whyStatus(text, error = false) { $("why-status").textContent = text; $("why-status").className = error ? "status error" : "status"; }
 async function explain() {
-  if (!$("why-on").checked || !view.blob) { $("heat").hidden = true; whyStatus(""); return; }
-  if (multi()) { $("heat").hidden = true; whyStatus(t("whyNumber")); return; }
+  if (!$("why-on").checked || !view.blob || multi()) { $("heat").hidden = true; whyStatus(""); return; }
   const id = ++seq.why;
   whyStatus(t("whyBusy"));
   const res = await api(`/api/saliency?model=${model()}`, { method: "POST", headers: { "Content-Type": view.blob.type || "image/png" }, body: view.blob });
