@@ -141,10 +141,16 @@ class Classifier:
     def prepare(self, source: Any) -> np.ndarray:
         """A photo or scan (path, bytes or PIL image) -> the (C, H, W) float image this model expects: MNIST-style
         digit normalisation for digit models, plain resize for the others."""
+        return self.locate(source)[0]
+
+    def locate(self, source: Any) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
+        """`prepare`, plus where the digit's ink was in the photo (x0, y0, x1, y1 pixels) for digit models, so a
+        page can draw the box, or lay a heat-map of the model's input back over the photo; None for the others."""
         c, h, _ = self.input_shape
         if self.record.get("preprocess") == "digits" and c == 1:
-            return digit_to_mnist(source, h).image[None]
-        return resize_plain(source, c, h)
+            digit = digit_to_mnist(source, h)
+            return digit.image[None], digit.box
+        return resize_plain(source, c, h), None
 
     def read(self, source: Any, multi: bool = False, top_k: int = 3) -> "Reading":
         """Predict on a photo: one digit, or with `multi` a whole number written on one line (`read_number`)."""
@@ -168,9 +174,10 @@ class Classifier:
 
     def cut(self, source: Any) -> tuple[np.ndarray, list[tuple[int, int, int, int] | None]]:
         """The first half of reading one digit, which runs no model: the (1, C, H, W) float image the model will
-        see, so a server can batch the model call of many requests. A number's cut is found by reading it:
-        `read_number`."""
-        return self.prepare(source)[None], [None]
+        see and the digit's box, so a server can batch the model call of many requests. A number's cut is found by
+        reading it: `read_number`."""
+        image, box = self.locate(source)
+        return image[None], [box]
 
     def reading(self, images: np.ndarray, boxes: list, probs: torch.Tensor, top_k: int = 3) -> "Reading":
         """The second half of `read`: what `cut` found plus the model's probabilities for it -> a Reading. A

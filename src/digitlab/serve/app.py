@@ -31,7 +31,8 @@ from starlette.requests import ClientDisconnect
 from ..errors import DigitlabError
 from ..models import count_params
 from ..predict import Classifier, Reading, load
-from ..predict.inspect import inspect_image, to_png
+from ..predict.inspect import conv_kernels, inspect_image, receptive_fields, to_png
+from ..predict.saliency import PATCH, STRIDE, Saliency, frame_in_photo, occlusion
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY = 10 * 1024 * 1024
@@ -327,23 +328,100 @@ async def predict(request: Request, model: str | None = MODEL_QUERY,
     return JSONResponse(result)  # plain dicts of str/float: skip FastAPI's generic encoder
 
 
+async def _prepared(request: Request, clf: Classifier) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
+    """The request's input as the model's (C, H, W) image, and the digit's box in the photo when there is one."""
+    kind, data = await read_input(request, clf)
+    if kind == "pixels":
+        return prepared_pixels(clf, data), None
+    return await _off_loop(data, clf.locate, data)
+
+
+def _rounded(a: Any, digits: int = 4) -> list:
+    return np.round(np.asarray(a, dtype=np.float64), digits).tolist()
+
+
 async def inspect(request: Request, model: str | None = MODEL_QUERY,
                   max_maps: int = Query(16, ge=1, le=256, description="feature maps per layer")) -> dict[str, Any]:
-    """Feature maps of every conv layer and the first-layer filters, as base64 PNGs."""
+    """Feature maps of every conv layer (PNGs scaled to their own range, which is given), the first-layer filters,
+    and each dense layer's strongest outputs."""
     name, clf = request.app.state.models.pick(model)
-    kind, data = await read_input(request, clf)
+    image, _ = await _prepared(request, clf)
     try:
-        result = inspect_image(clf, prepared_pixels(clf, data) if kind == "pixels" else data)
+        result = inspect_image(clf, image)
     except DigitlabError as e:
-        raise BadRequest(422, str(e).removeprefix("upload: ")) from None
+        raise BadRequest(422, str(e)) from None
     b64 = lambda a: base64.b64encode(to_png(a)).decode()  # noqa: E731
     return {
         "model": name,
         "input": _png_b64(result.image),
-        "layers": [{"name": n, "shape": list(a.shape), "maps": [b64(m) for m in a[:max_maps]]} for n, a in result.layers],
+        "layers": [{"name": n, "shape": list(a.shape), "maps": [b64(m) for m in a[:max_maps]],
+                    "ranges": _rounded(torch.stack([a[:max_maps].amin((1, 2)), a[:max_maps].amax((1, 2))], 1))}
+                   for n, a in result.layers],
         "filters": [b64(f.mean(0)) for f in result.filters[:max_maps]] if result.filters is not None else [],
+        "dense": [dense_summary(n, a, result.classes if i == len(result.dense) - 1 else None)
+                  for i, (n, a) in enumerate(result.dense)],
         "probs": {c: round(float(p), 6) for c, p in zip(result.classes, result.probs)},
     }
+
+
+def dense_summary(name: str, values: torch.Tensor, classes: list[str] | None, top: int = 8) -> dict[str, Any]:
+    """A dense layer's output size and its `top` strongest units (by class name for the output layer)."""
+    v, i = values.topk(min(top, len(values)))
+    units = [classes[k] for k in i.tolist()] if classes and len(classes) == len(values) else i.tolist()
+    return {"name": name, "size": len(values), "top": [[u, round(float(x), 4)] for u, x in zip(units, v.tolist())],
+            "output": classes is not None}
+
+
+def network(request: Request, model: str | None = MODEL_QUERY,
+            max_maps: int = Query(16, ge=1, le=256, description="output channels per layer whose kernels are listed"),
+            inputs: int = Query(4, ge=1, le=64, description="kernels per output channel, the strongest first")) -> dict[str, Any]:
+    """The network's static side, for exploring it: each conv layer's kernel, stride, receptive field (computed
+    from kernels, strides and paddings along the traced graph: unit i of a map is centred on input pixel
+    start + i * jump and sees size x size pixels) and, per shown map, the kernels that made it."""
+    name, clf = request.app.state.models.pick(model)
+    if clf.model is None:
+        raise BadRequest(422, "the network view needs the PyTorch checkpoint, not an ONNX file")
+    fields = receptive_fields(clf.model)
+    layers = []
+    for layer, m in clf.model.named_modules():
+        if not isinstance(m, torch.nn.Conv2d):
+            continue
+        f = fields.get(layer)
+        layers.append({"name": layer, "kernel": list(m.kernel_size), "stride": list(m.stride), "in_channels": m.in_channels,
+                       "out_channels": m.out_channels, "field": {"size": f.size, "jump": f.jump, "start": f.start} if f else None,
+                       "kernels": [[{"input": i, "weights": _rounded(w)} for i, w in ks]
+                                   for ks in conv_kernels(clf.model, layer, max_maps, inputs)]})
+    return {"model": name, "input_shape": list(clf.input_shape), "layers": layers}
+
+
+def saliency_targets(result: Saliency, target: str | None) -> list[int]:
+    """The class indices to explain: the answer and the runner-up, or the one class asked for."""
+    if target is None:
+        return result.ranked()[:2]
+    if target not in result.classes:
+        raise BadRequest(422, f"unknown target class '{target}'; this model's classes are {', '.join(result.classes)}")
+    return [result.classes.index(target)]
+
+
+async def saliency(request: Request, model: str | None = MODEL_QUERY,
+                   target: str | None = Query(None, description="class to explain (default: the answer and the runner-up)"),
+                   patch: int = Query(PATCH, ge=1, le=64, description="occluding square's side, model pixels"),
+                   stride: int = Query(STRIDE, ge=1, le=64, description="step between occluding squares")) -> JSONResponse:
+    """Why this answer: occlusion saliency. Every patch of the model's input is blanked in one batch; a map's value is
+    the mean drop of the class's log-odds when the pixel is hidden (positive: it speaks for the class, negative:
+    against it); `scale` is the map's largest absolute value.
+    `frame` places the model's input over the photo (x0, y0, x1, y1 photo pixels; null for a pixel array)."""
+    name, clf = request.app.state.models.pick(model)
+    image, box = await _prepared(request, clf)
+    t0 = time.perf_counter()
+    result = await run_in_threadpool(occlusion, clf, image, patch, stride)
+    picked = saliency_targets(result, target)
+    maps = [{"class": result.classes[k], "prob": round(float(result.probs[k]), 6), "map": _rounded(result.maps[k]),
+             "scale": round(float(result.maps[k].abs().max()), 6)} for k in picked]
+    return JSONResponse({
+        "model": name, "method": "occlusion", "patch": patch, "stride": stride, "input": _png_b64(image),
+        "frame": frame_in_photo(image, box) if box else None, "maps": maps, "timing_ms": round(1000 * (time.perf_counter() - t0), 3),
+    })
 
 
 def index() -> FileResponse:
@@ -381,6 +459,8 @@ def build_router(served: ServedModels) -> APIRouter:
     r.add_api_route("/api/models", list_models, methods=["GET"])
     r.add_api_route("/api/predict", predict, methods=["POST"], openapi_extra=doc, responses=BODY_ERRORS)
     r.add_api_route("/api/inspect", inspect, methods=["POST"], openapi_extra=doc, responses=BODY_ERRORS)
+    r.add_api_route("/api/saliency", saliency, methods=["POST"], openapi_extra=doc, responses=BODY_ERRORS)
+    r.add_api_route("/api/network", network, methods=["GET"], responses={k: BODY_ERRORS[k] for k in (404, 422)})
     r.add_api_route("/", index, methods=["GET"], include_in_schema=False)
     return r
 
