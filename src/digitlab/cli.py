@@ -74,6 +74,10 @@ def _train_parser(sub) -> None:
     p.add_argument("--track-test", action="store_true", default=None, help="also score the test set each epoch (reporting only)")
     p.add_argument("--out", help="run folder (default runs/MODEL-DATASET-TIME)")
     p.add_argument("--resume", metavar="RUN", help="continue the run in this folder")
+    p.add_argument("--init-from", metavar="RUN", help="fine-tune: start from this run folder, checkpoint or 'reader' (the shipped "
+                   "model), keeping its model, classes and normalisation, e.g. on the corrections of digitlab serve --corrections")
+    p.add_argument("--replay", type=int, metavar="N", help="with --init-from: N random training images of the source's dataset "
+                   "(MNIST for the reader) mixed into every epoch, so it does not forget (default 2000; 0 = none)")
     p.add_argument("--nproc", type=int, help="launch N processes with torchrun (DistributedDataParallel)")
     p.set_defaults(func=cmd_train)
 

@@ -101,6 +101,8 @@ class TrainConfig:
     track_test: bool = opt(False)  # also score the test set each epoch (for time-to-accuracy curves, never for selection)
     out: str | None = opt(None)
     model_args: dict[str, Any] = opt({})
+    init_from: str | None = opt(None)  # fine-tune: start from this run folder, checkpoint or 'reader' (its classes, input, normalisation)
+    replay: int | None = opt(None, ge=0)  # with init_from: random images of the source's training set mixed into train; None: DEFAULT_REPLAY
 
     def validate(self) -> "TrainConfig":
         """Check every field's type, range and choices; floats given as ints become floats."""
