@@ -42,7 +42,7 @@ def _train_parser(sub) -> None:
     p.add_argument("--model", help="model name (digitlab models list); default lenet5")
     _add_data_args(p)
     p.add_argument("--recipe", help="named option set: fast (time to accuracy), accurate (best in 10 min on a 2-core CPU), "
-                   "reader (the shipped photo reader: digits + not-digit) or pytorch-example")
+                   "reader (the shipped photo reader: digits + not-digit), teach (fine-tuning with --init-from) or pytorch-example")
     p.add_argument("--config", help="TOML/YAML/JSON file with the same options")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
@@ -77,7 +77,7 @@ def _train_parser(sub) -> None:
     p.add_argument("--init-from", metavar="RUN", help="fine-tune: start from this run folder, checkpoint or 'reader' (the shipped "
                    "model), keeping its model, classes and normalisation, e.g. on the corrections of digitlab serve --corrections")
     p.add_argument("--replay", type=int, metavar="N", help="with --init-from: N random training images of the source's dataset "
-                   "(MNIST for the reader) mixed into every epoch, so it does not forget (default 2000; 0 = none)")
+                   "(MNIST for the reader) mixed into every epoch, so it does not forget (default 500; 0 = none)")
     p.add_argument("--nproc", type=int, help="launch N processes with torchrun (DistributedDataParallel)")
     p.set_defaults(func=cmd_train)
 

@@ -17,7 +17,7 @@ from ..errors import DigitlabError
 from ..runs import load_model, read_record, resolve_checkpoint
 from ..weights import reader_path
 
-DEFAULT_REPLAY = 2000  # source images mixed into every epoch when --replay is not given (see benchmarks/corrections.py)
+DEFAULT_REPLAY = 500  # source images mixed into every epoch when --replay is not given (picked in benchmarks/corrections.py)
 READER = "reader"  # --init-from reader: the model that ships inside the package
 
 
