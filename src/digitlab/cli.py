@@ -42,7 +42,7 @@ def _train_parser(sub) -> None:
     p.add_argument("--model", help="model name (digitlab models list); default lenet5")
     _add_data_args(p)
     p.add_argument("--recipe", help="named option set: fast (time to accuracy), accurate (best in 10 min on a 2-core CPU), "
-                   "reader (the shipped photo reader: digits + not-digit) or pytorch-example")
+                   "reader (the shipped photo reader: digits + not-digit), teach (fine-tuning with --init-from) or pytorch-example")
     p.add_argument("--config", help="TOML/YAML/JSON file with the same options")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
@@ -74,6 +74,10 @@ def _train_parser(sub) -> None:
     p.add_argument("--track-test", action="store_true", default=None, help="also score the test set each epoch (reporting only)")
     p.add_argument("--out", help="run folder (default runs/MODEL-DATASET-TIME)")
     p.add_argument("--resume", metavar="RUN", help="continue the run in this folder")
+    p.add_argument("--init-from", metavar="RUN", help="fine-tune: start from this run folder, checkpoint or 'reader' (the shipped "
+                   "model), keeping its model, classes and normalisation, e.g. on the corrections of digitlab serve --corrections")
+    p.add_argument("--replay", type=int, metavar="N", help="with --init-from: N random training images of the source's dataset "
+                   "(MNIST for the reader) mixed into every epoch, so it does not forget (default 500; 0 = none)")
     p.add_argument("--nproc", type=int, help="launch N processes with torchrun (DistributedDataParallel)")
     p.set_defaults(func=cmd_train)
 
@@ -299,15 +303,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if args.workers < 1 or args.threads < 1 or not args.timeout > 0:
         raise DigitlabError("--workers and --threads must be at least 1, --timeout above 0")
+    _check_output_folder(args.corrections, "--corrections")
     torch.set_num_threads(args.threads)  # one small image per request: more threads cost more than they give
     args.models = args.models or [str(reader_path())]
-    app = create_app(args.models, body_timeout=args.timeout)  # load every model first: a bad path is one clear error
+    options = {"corrections": args.corrections and str(Path(args.corrections).resolve()), "corrections_cap": args.corrections_cap,
+               "reload": args.reload}
+    app = create_app(args.models, body_timeout=args.timeout, **options)  # load every model first: a bad path is one clear error
     listener = listen(args.host, args.port)  # bound before we say where we serve
     print(f"digitlab: serving {len(args.models)} model(s) at {url(listener)}  (API docs at /docs)"
-          f"{f' with {args.workers} worker processes' if args.workers > 1 else ''}", flush=True)
+          f"{f' with {args.workers} worker processes' if args.workers > 1 else ''}"
+          f"{f'; corrections go to {args.corrections}' if args.corrections else ''}"
+          f"{'; reloading models when their checkpoints change' if args.reload else ''}", flush=True)
     if args.workers > 1:
         del app
-        serve_balanced([str(Path(m).resolve()) for m in args.models], listener, args.workers, args.threads, args.timeout)
+        serve_balanced([str(Path(m).resolve()) for m in args.models], listener, args.workers, args.threads, args.timeout, options)
     else:
         serve_one(app, listener, args.timeout)
     return 0
@@ -484,6 +493,11 @@ def _serve_parser(sub) -> None:
     p.add_argument("--threads", type=int, default=1, help="PyTorch CPU threads per worker (default 1)")
     p.add_argument("--workers", type=int, default=1, help="server processes (e.g. one per CPU core)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds a request head or body may take to arrive (default 30)")
+    p.add_argument("--corrections", metavar="DIR", help="keep the drawings users correct on the page in DIR (one sub-folder per "
+                   "label), to fine-tune on: digitlab train --init-from MODEL --dataset folder:DIR (default: off)")
+    p.add_argument("--corrections-cap", type=int, default=10_000, metavar="N", help="at most N corrections in DIR (default 10000)")
+    p.add_argument("--reload", action="store_true", help="serve each model's newest checkpoint: re-load it when its file changes "
+                   "(checked at most every 2 s, on requests)")
     p.set_defaults(func=cmd_serve)
 
 

@@ -54,6 +54,20 @@ class ImageData:
         return self.images[index.to(self.images.device)]
 
 
+def relabel(data: ImageData, classes: list[str], name: str = "the data") -> ImageData:
+    """The same images labelled by index into `classes`, matched by name: MNIST's 0-9 for a 0-9 + not-digit model.
+    A class `classes` lacks is refused, since no label could stand for it."""
+    unknown = [k for k in data.classes if k not in classes]
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise DigitlabError(f"{name} has classes the model does not know ({shown}); the model's classes are "
+                            f"{', '.join(classes[:12])}{' ...' if len(classes) > 12 else ''}")
+    if list(data.classes) == list(classes):
+        return data
+    index = torch.tensor([classes.index(k) for k in data.classes], dtype=torch.long, device=data.labels.device)
+    return ImageData(data.images, index[data.labels], list(classes))
+
+
 SplitT = TypeVar("SplitT")  # ImageData, or data.folder.FolderImages (anything with len and subset)
 
 

@@ -166,16 +166,33 @@ def _guess_channels(folders: list[Path]) -> int:
     return 1
 
 
+def _folder_classes(folder: Path, split_dirs: list[Path], classes: list[str] | None) -> list[str]:
+    """The class sub-folders found, or the `classes` asked for (a fine-tune names its model's, in the model's order;
+    sub-folders may be missing, e.g. corrections of one digit only, but an unknown one is refused)."""
+    found = sorted({p.name for d in split_dirs for p in _class_dirs(d)})
+    if classes is None:
+        return found
+    unknown = [name for name in found if name not in classes]
+    if unknown:
+        raise DigitlabError(f"{folder}: sub-folder(s) {', '.join(unknown[:5])} are not classes of the model "
+                            f"({', '.join(classes[:12])}); rename or move them")
+    if not found:
+        raise DigitlabError(f"{folder}: no class sub-folders; expected one sub-folder per class, e.g. {folder / classes[0]}")
+    return list(classes)
+
+
 def load_folder(folder: Path, image_size: int | None = None, channels: int | None = None, seed: int = 0,
-                stream: bool | None = None, workers: int | None = None) -> tuple[ImageData | FolderImages, ImageData | FolderImages, str]:
+                stream: bool | None = None, workers: int | None = None,
+                classes: list[str] | None = None) -> tuple[ImageData | FolderImages, ImageData | FolderImages, str]:
     """Read FOLDER/<class>/* (or FOLDER/train/<class> + FOLDER/test/<class>) into train and test splits: into
-    memory when they fit in `memory_budget()`, else (or with `stream=True`) as FolderImages streamed from disk."""
+    memory when they fit in `memory_budget()`, else (or with `stream=True`) as FolderImages streamed from disk.
+    `classes` fixes the class list and its order (sub-folders named otherwise are refused)."""
     if not folder.is_dir():
         raise DigitlabError(f"image folder {folder} does not exist; expected a folder with one sub-folder per class")
     sub = {p.name.lower(): p for p in _class_dirs(folder)}
     test_dir = next((sub[n] for n in TEST_NAMES if n in sub), None)
     split_dirs = [sub["train"], test_dir] if "train" in sub and test_dir else [folder]
-    classes = sorted({p.name for d in split_dirs for p in _class_dirs(d)})
+    classes = _folder_classes(folder, split_dirs, classes)
     if len(classes) < 2:
         raise DigitlabError(f"{folder}: found {len(classes)} class sub-folder(s); a classifier needs at least 2 (one sub-folder per class)")
     size = image_size or DEFAULT_IMAGE_SIZE

@@ -88,16 +88,18 @@ def load_dataset(
     download: bool | None = None,
     stream: bool | None = None,
     workers: int | None = None,
+    classes: list[str] | None = None,
 ) -> DataSplits:
     """Load a dataset by name into memory as train/val/test splits.
 
-    `name=None` means the default (MNIST), which falls back to the shipped `mnist-sample`
-    with a warning when MNIST is neither on disk nor downloadable. `folder:PATH` reads a folder
-    with one sub-folder per class, into memory when it fits, else streamed from disk by `workers` DataLoader
-    processes (`stream=True` forces that). `download=None` downloads unless DIGITLAB_OFFLINE=1.
+    `name=None` means the default (MNIST), which falls back to the shipped `mnist-sample` with a warning when MNIST
+    is neither on disk nor downloadable. `folder:PATH` reads a folder with one sub-folder per class, into memory when
+    it fits, else streamed from disk by `workers` DataLoader processes (`stream=True` forces that); `classes` fixes a
+    folder's class list and order (a fine-tune passes its model's). `download=None` downloads unless DIGITLAB_OFFLINE=1.
     """
-    if stream and not (name or "").startswith("folder:"):
-        raise DigitlabError("--stream is for image folders (folder:PATH); the built-in datasets always fit in memory")
+    if (stream or classes is not None) and not (name or "").startswith("folder:"):
+        raise DigitlabError(f"{'--stream' if stream else 'a class list'} is for image folders (folder:PATH); the built-in "
+                            "datasets always fit in memory and have their own classes")
     if download is None:
         download = os.environ.get("DIGITLAB_OFFLINE", "") not in ("1", "true", "yes")
     if name is None:
@@ -119,7 +121,7 @@ def load_dataset(
 
         checksums: dict[str, str] = {}
         train, test, source = load_folder(Path(name[len("folder:"):]).expanduser(), image_size=image_size, channels=channels,
-                                          seed=seed, stream=stream, workers=workers)
+                                          seed=seed, stream=stream, workers=workers, classes=classes)
         image_size = channels = None  # already applied while decoding
     elif name in DATASETS:
         spec = DATASETS[name]

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data import ImageData, load_dataset, normalize
+from ..data import ImageData, load_dataset, normalize, relabel
 from ..data.reject import NOT_DIGIT
 from ..device import inference_batch, memory_format, pick_device
 from ..errors import DigitlabError
@@ -202,17 +202,11 @@ class Classifier:
             data = dataset
         if data.shape != self.input_shape:
             raise DigitlabError(f"{name} is {data.shape} but the model takes {self.input_shape}")
-        classes, trained_on = list(self.classes), self.record.get("dataset", "its training data")
-        unknown = [k for k in data.classes if k not in classes]
-        if unknown:
-            shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
-            raise DigitlabError(f"{name} has classes the model does not know ({shown}); the model was trained on {trained_on} "
-                                f"with classes {', '.join(classes[:12])}{' ...' if len(classes) > 12 else ''}")
+        classes = list(self.classes)
         if list(data.classes) != classes:  # a subset, or the same names in another order: relabel by name
             if not isinstance(data, ImageData):
                 raise DigitlabError(f"{name} lists its classes differently from the model; load it into memory to evaluate")
-            index = torch.tensor([classes.index(k) for k in data.classes], dtype=torch.long)
-            data = ImageData(data.images, index.to(data.labels.device)[data.labels], classes)
+            data = relabel(data, classes, f"{name} (the model was trained on {self.record.get('dataset', 'its training data')})")
         return evaluate(self.model, data, self.record["mean"], self.record["std"])
 
 

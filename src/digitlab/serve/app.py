@@ -33,6 +33,8 @@ from ..models import count_params
 from ..predict import Classifier, Reading, load
 from ..predict.inspect import conv_kernels, inspect_image, receptive_fields, to_png
 from ..predict.saliency import PATCH, STRIDE, Saliency, frame_in_photo, occlusion
+from .corrections import DEFAULT_CAP, CorrectionRefused, CorrectionsStore
+from .reload import DEFAULT_INTERVAL, Reloader, ReloadOnRequest
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY = 10 * 1024 * 1024
@@ -270,8 +272,9 @@ MODEL_QUERY = Query(None, description="model name (default: the first)")
 
 
 def healthz(request: Request) -> dict[str, Any]:
-    """Liveness, and which worker process answered (pid)."""
-    return {"status": "ok", "models": len(request.app.state.models.models), "pid": os.getpid()}
+    """Liveness, which worker process answered (pid), and whether corrections are kept (serve --corrections)."""
+    return {"status": "ok", "models": len(request.app.state.models.models), "pid": os.getpid(),
+            "corrections": request.app.state.corrections is not None}
 
 
 def list_models(request: Request) -> list[dict[str, Any]]:
@@ -424,6 +427,32 @@ async def saliency(request: Request, model: str | None = MODEL_QUERY,
     })
 
 
+async def save_correction(request: Request, model: str | None = MODEL_QUERY) -> dict[str, Any]:
+    """Keep a drawing with its right label, to teach the model later: JSON {"label": 3 or a class name, "pixels":
+    the model-sized drawing (0..1, ink = 1), "png": base64 of the larger drawing}. Needs serve --corrections DIR."""
+    store: CorrectionsStore | None = request.app.state.corrections
+    if store is None:
+        raise BadRequest(404, "corrections are off; start the server with --corrections DIR to keep them")
+    _, clf = request.app.state.models.pick(model)
+    limits: Limits = request.app.state.limits
+    body = await read_body(request, limits)
+    if json_depth(body) > limits.json_depth:
+        raise BadRequest(422, f"JSON is nested deeper than {limits.json_depth} levels")
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        raise BadRequest(400, 'body must be JSON {"label": 3, "pixels": [[...]], "png": "<base64 PNG>"}') from None
+    c, h, w = clf.input_shape
+    if c != 1:
+        raise BadRequest(422, f"corrections are grey drawings; model '{clf.name}' takes {c}-channel images")
+    try:
+        return await run_in_threadpool(store.save, payload, clf.classes, (h, w))
+    except CorrectionRefused as e:
+        raise BadRequest(e.status, e.message) from None
+    except (DigitlabError, OSError) as e:  # a full disk or a folder we may not write: nothing was saved
+        raise BadRequest(507, f"the correction could not be saved: {e}") from None
+
+
 def index() -> FileResponse:
     """The drawing page."""
     return FileResponse(STATIC / "index.html")
@@ -456,11 +485,13 @@ def build_router(served: ServedModels) -> APIRouter:
     doc = body_doc(served)
     r = APIRouter()
     r.add_api_route("/healthz", healthz, methods=["GET"])
+    r.add_api_route("/api/healthz", healthz, methods=["GET"], include_in_schema=False)  # the page's path for the same answer
     r.add_api_route("/api/models", list_models, methods=["GET"])
     r.add_api_route("/api/predict", predict, methods=["POST"], openapi_extra=doc, responses=BODY_ERRORS)
     r.add_api_route("/api/inspect", inspect, methods=["POST"], openapi_extra=doc, responses=BODY_ERRORS)
     r.add_api_route("/api/saliency", saliency, methods=["POST"], openapi_extra=doc, responses=BODY_ERRORS)
     r.add_api_route("/api/network", network, methods=["GET"], responses={k: BODY_ERRORS[k] for k in (404, 422)})
+    r.add_api_route("/api/corrections", save_correction, methods=["POST"], responses=BODY_ERRORS)
     r.add_api_route("/", index, methods=["GET"], include_in_schema=False)
     return r
 
@@ -481,14 +512,25 @@ async def on_invalid(_request: Request, exc: RequestValidationError) -> JSONResp
     return JSONResponse({"detail": "; ".join(parts) or "invalid request"}, status_code=422)
 
 
-def create_app(models: list[str | Path] | dict[str, Classifier], max_body: int = MAX_BODY,
-               body_timeout: float = BODY_TIMEOUT) -> FastAPI:
-    """An app serving these models (paths to runs/checkpoints, or name -> Classifier); the first is the default."""
+def create_app(models: list[str | Path] | dict[str, Classifier], max_body: int = MAX_BODY, body_timeout: float = BODY_TIMEOUT,
+               corrections: str | Path | None = None, corrections_cap: int = DEFAULT_CAP, reload: bool = False,
+               reload_interval: float = DEFAULT_INTERVAL) -> FastAPI:
+    """An app serving these models (paths to runs/checkpoints, or name -> Classifier); the first is the default.
+    `corrections`: a folder where POST /api/corrections keeps labelled drawings (at most `corrections_cap`);
+    `reload`: serve each model's newest checkpoint (paths only), looked for at most every `reload_interval` s."""
+    if reload and isinstance(models, dict):
+        raise DigitlabError("reload watches checkpoint files; give model paths, not loaded classifiers")
+    if corrections_cap < 1:
+        raise DigitlabError(f"--corrections-cap must be at least 1, got {corrections_cap}")
     served = ServedModels(dict(models)) if isinstance(models, dict) else load_models(list(models))
     app = FastAPI(title="digitlab", version="1", description="Draw or upload a digit; the model answers. "
                   "Errors are JSON {\"detail\": \"message\"} with a 4xx status.")
     app.state.models = served
     app.state.limits = Limits(max_body=max_body, body_timeout=body_timeout)
+    app.state.corrections = CorrectionsStore(Path(corrections), corrections_cap) if corrections is not None else None
+    if reload:
+        paths = dict(zip(served.models, (Path(p) for p in models)))
+        app.add_middleware(ReloadOnRequest, reloader=Reloader(served, paths, reload_interval))
     app.include_router(build_router(served))
     app.add_exception_handler(BadRequest, on_bad_request)
     app.add_exception_handler(StarletteHTTPException, on_http_error)

@@ -20,7 +20,7 @@ from .server import handoff_protocol, uvicorn_config
 READY, CLOSED, FAILED = b"r", b"-", b"E"
 
 
-def _worker(models: list[str], threads: int, body_timeout: float, channel: socket.socket) -> None:
+def _worker(models: list[str], threads: int, body_timeout: float, options: dict, channel: socket.socket) -> None:
     """One server process: build the app, then serve every connection the parent passes down the channel."""
     import torch
     import uvicorn
@@ -29,7 +29,7 @@ def _worker(models: list[str], threads: int, body_timeout: float, channel: socke
 
     torch.set_num_threads(threads)
     try:
-        app = create_app(models, body_timeout=body_timeout)
+        app = create_app(models, body_timeout=body_timeout, **options)
     except DigitlabError as e:
         channel.sendall(FAILED + str(e).encode())
         return
@@ -73,15 +73,17 @@ def _worker(models: list[str], threads: int, body_timeout: float, channel: socke
         pass
 
 
-def serve_balanced(models: list[str], listener: socket.socket, workers: int, threads: int, body_timeout: float) -> None:
-    """Share the connections of a bound listening socket among `workers` processes until interrupted."""
+def serve_balanced(models: list[str], listener: socket.socket, workers: int, threads: int, body_timeout: float,
+                   options: dict | None = None) -> None:
+    """Share the connections of a bound listening socket among `workers` processes until interrupted; `options` are
+    create_app's (corrections, reload)."""
     context = multiprocessing.get_context("spawn")  # no forked copies of torch's thread pools
     channels, processes = [], []
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops the workers too, like Ctrl+C
     try:
         for _ in range(workers):
             ours, theirs = socket.socketpair()
-            process = context.Process(target=_worker, args=(models, threads, body_timeout, theirs), daemon=True)
+            process = context.Process(target=_worker, args=(models, threads, body_timeout, options or {}, theirs), daemon=True)
             process.start()
             theirs.close()
             channels.append(ours)

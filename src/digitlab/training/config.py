@@ -57,6 +57,10 @@ RECIPES: dict[str, dict[str, Any]] = {
     "reader": {"model": "fastcnn", "optimizer": "adamw", "lr": 4e-3, "weight_decay": 5e-4, "schedule": "onecycle",
                "label_smoothing": 0.1, "augment": "reader", "batch_size": 128, "epochs": 10, "ema": 0.995, "reject": 0.25,
                "seed": 0},
+    # fine-tuning from corrections (train --init-from MODEL --dataset folder:DIR), picked with benchmarks/corrections.py on
+    # a validation set of one writer (the shipped reader, 20 corrections; grid: epochs 3/8, lr 3e-4/1e-3,
+    # replay 500/2000); no validation split: a handful of corrections is too few to spare any
+    "teach": {"epochs": 8, "lr": 1e-3, "val_split": 0.0},
     # the official PyTorch MNIST example's recipe (its 2-conv net is digitlab's 'cnn'-like baseline)
     "pytorch-example": {"optimizer": "adadelta", "lr": 1.0, "schedule": "step", "gamma": 0.7, "batch_size": 64, "epochs": 14},
 }
@@ -113,6 +117,8 @@ class TrainConfig:
     track_test: bool = opt(False)  # also score the test set each epoch (for time-to-accuracy curves, never for selection)
     out: str | None = opt(None)
     model_args: dict[str, Any] = opt({})
+    init_from: str | None = opt(None)  # fine-tune: start from this run folder, checkpoint or 'reader' (its classes, input, normalisation)
+    replay: int | None = opt(None, ge=0)  # with init_from: random images of the source's training set mixed into train; None: DEFAULT_REPLAY
 
     def validate(self) -> "TrainConfig":
         """Check every field's type, range and choices; floats given as ints become floats."""

@@ -33,6 +33,7 @@ from ..models import count_params, create_model
 from ..runs import (atomic_write_all, atomic_write_text, check_free_space, clean_stale_temps, load_model, load_state, model_writer,
                          verify_checkpoint)
 from .config import TrainConfig, check_options, read_config_file, resolve_config
+from .finetune import fine_tune_data, fine_tune_options, load_source_weights, replay_count, source_record, source_summary
 from ..evaluation import EvalResult, evaluate
 from .report import write_run_outputs
 from .record import run_record
@@ -130,6 +131,10 @@ def _prepare(config: TrainConfig | dict | None, resume: str | Path | None, confi
     elif config:
         merged.update(config)
     merged.update({k: v for k, v in options.items() if v is not None})
+    if merged.get("init_from"):
+        merged = fine_tune_options(merged)
+    elif merged.get("replay") is not None:
+        raise DigitlabError("--replay mixes source images into a fine-tune; it needs --init-from RUN")
     cfg = resolve_config(merged)
     dataset_tag = (cfg.dataset or "mnist").replace("folder:", "").replace("/", "_").strip("_.") or "data"
     run_dir = Path(cfg.out or Path("runs") / f"{cfg.model}-{dataset_tag}-{datetime.now():%Y%m%d-%H%M%S}")
@@ -238,6 +243,7 @@ class _Session:
     std: Any = None
     record: dict = field(default_factory=dict)
     writer: Any = None
+    source: dict | None = None  # a fine-tune's source record (--init-from)
 
     @property
     def total_steps(self) -> int:
@@ -261,6 +267,8 @@ def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None
         s = _set_up(cfg, run_dir, verbose)
         if state is not None:
             _restore(s, state)
+        elif cfg.init_from:
+            _start_from_source(s)
         _open_run_folder(s)
         try:
             _run_epochs(s)
@@ -282,8 +290,12 @@ def _set_up(cfg: TrainConfig, run_dir: Path, verbose: bool) -> _Session:
     fmt = memory_format(device)
     torch.manual_seed(cfg.seed)
 
-    data = load_dataset(cfg.dataset, root=cfg.data_root, val_split=cfg.val_split, seed=cfg.seed, image_size=cfg.image_size,
-                        channels=cfg.channels, stream=cfg.stream or None, workers=cfg.workers)
+    source = source_record(cfg.init_from) if cfg.init_from else None
+    if source:
+        data = fine_tune_data(cfg, source, replay_count(cfg.replay))
+    else:
+        data = load_dataset(cfg.dataset, root=cfg.data_root, val_split=cfg.val_split, seed=cfg.seed, image_size=cfg.image_size,
+                            channels=cfg.channels, stream=cfg.stream or None, workers=cfg.workers)
     if cfg.reject:
         data = with_reject_class(data, cfg.reject, cfg.seed)
     c, h, w = data.input_shape
@@ -301,7 +313,7 @@ def _set_up(cfg: TrainConfig, run_dir: Path, verbose: bool) -> _Session:
     steps_per_epoch = math.ceil(math.ceil(len(data.train) / world) / local_batch)
     say = print if verbose and rank == 0 else (lambda *a, **k: None)
     return _Session(cfg, run_dir, rank, world, device, fmt, data, model, optimizer, ema, base_lr, local_batch, steps_per_epoch,
-                    say, verbose)
+                    say, verbose, source=source)
 
 
 def _restore(s: _Session, state: dict) -> None:
@@ -317,6 +329,15 @@ def _restore(s: _Session, state: dict) -> None:
     s.start_epoch, s.history, s.best, s.bad_epochs = state["epoch"] + 1, state["history"], state["best"], state["bad_epochs"]
     s.elapsed_before = s.history[-1]["elapsed"] if s.history else 0.0
     s.say(f"resuming {s.run_dir} after epoch {state['epoch']}")
+
+
+def _start_from_source(s: _Session) -> None:
+    """A fine-tune's first step, in place of a resume: the source's weights instead of the random init (the
+    optimizer starts fresh; the EMA, if any, starts from the same weights)."""
+    path = load_source_weights(s.model, s.cfg.init_from)
+    if s.ema is not None:
+        s.ema.module.load_state_dict(s.model.state_dict())
+    s.say(f"fine-tuning from {path}")
 
 
 def checkpoint_bytes(s: _Session) -> int:
@@ -341,6 +362,8 @@ def _open_run_folder(s: _Session) -> None:
     s.mean = torch.tensor(data.mean, device=s.device)
     s.std = torch.tensor(data.std, device=s.device)
     s.record = run_record(cfg, data, s.model)
+    if s.source:
+        s.record.update(preprocess=s.source.get("preprocess"), **source_summary(cfg.init_from, s.source, replay_count(cfg.replay)))
     if s.rank == 0:
         s.run_dir.mkdir(parents=True, exist_ok=True)
         check_free_space(s.run_dir, checkpoint_bytes(s), f"the checkpoints of a {cfg.model} run")
