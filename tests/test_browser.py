@@ -76,6 +76,12 @@ def draw(page, strokes: list[list[tuple[float, float]]]) -> None:
         page.mouse.up()
 
 
+def draw_seven(page) -> None:
+    """Draw the test's 7 and wait until the page answers 7."""
+    draw(page, SEVEN)
+    playwright_api.expect(page.locator("#answer")).to_have_text("7", timeout=10_000)
+
+
 def open_page(browser, server, locale: str = "en-US", **options):
     """A fresh context (its own localStorage) in this locale, on the page, with the model list loaded."""
     context = browser.new_context(locale=locale, viewport={"width": 1100, "height": 900}, **options)
@@ -93,8 +99,7 @@ def test_draw_a_seven_and_see_the_prediction(server, browser):
     page = browser.new_page(viewport={"width": 1100, "height": 900})
     page.goto(server)
     page.wait_for_selector("#model option", state="attached")
-    draw(page, SEVEN)
-    playwright_api.expect(page.locator("#answer")).to_have_text("7", timeout=10_000)
+    draw_seven(page)
     assert page.locator("#bars .bar").count() == 10
     assert page.locator("#seen img").count() == 1  # the 28x28 the model received
     page.click("#inspect")
@@ -131,8 +136,7 @@ def test_language_follows_the_browser_then_the_switch_and_is_remembered(server, 
     page.reload()
     expect(page.locator("#draw-title")).to_have_text("Draw a digit")  # localStorage beats the browser's language
     page.select_option("#lang", "zh-CN")
-    draw(page, SEVEN)
-    expect(page.locator("#answer")).to_have_text("7", timeout=10_000)
+    draw_seven(page)
     expect(page.locator("#status")).to_contain_text("把握")  # the answer's sentence is translated too
     page.screenshot(path=str(ARTIFACTS / "zh-CN.png"), full_page=True)
     page.context.close()
@@ -140,8 +144,7 @@ def test_language_follows_the_browser_then_the_switch_and_is_remembered(server, 
 
 def test_why_heat_map_for_the_answer_and_the_runner_up(server, browser):
     page = open_page(browser, server)
-    draw(page, SEVEN)
-    expect(page.locator("#answer")).to_have_text("7", timeout=10_000)
+    draw_seven(page)
     assert page.locator("#bars .bar.top").count() == 1 and page.locator("#bars .bar.second").count() == 1
     page.check("#why-on")
     heat = page.locator("#heat")
@@ -163,8 +166,7 @@ def test_why_heat_map_for_the_answer_and_the_runner_up(server, browser):
 
 def test_look_inside_enlarge_a_map_and_point_at_its_receptive_field(server, browser):
     page = open_page(browser, server)
-    draw(page, SEVEN)
-    expect(page.locator("#answer")).to_have_text("7", timeout=10_000)
+    draw_seven(page)
     page.click("#inspect")
     page.wait_for_selector("#inside .maps img")
     subs = page.locator("#inside .layer .sub").all_text_contents()
@@ -218,8 +220,7 @@ def test_a_correction_sends_the_label_the_pixels_and_the_png(server, browser):
         route.fulfill(json={"saved": "corrections/3/0001.png", "count": 5})
     page.route("**/api/corrections", corrections)
     page.goto(server)
-    draw(page, SEVEN)
-    expect(page.locator("#answer")).to_have_text("7", timeout=10_000)
+    draw_seven(page)
     expect(page.locator("#teach")).to_be_visible()
     page.get_by_role("button", name="The right digit is 3").click()
     expect(page.locator("#teach-status")).to_contain_text("corrections/3/0001.png (5 corrections so far)")
@@ -259,8 +260,7 @@ def test_the_keyboard_reaches_everything_and_can_draw(server, browser):
 
 def test_predict_round_trip_from_the_page(server, browser):
     page = open_page(browser, server)
-    draw(page, SEVEN)
-    expect(page.locator("#answer")).to_have_text("7", timeout=10_000)
+    draw_seven(page)
     times = page.evaluate("async () => { const blob = await canvasBlob(), out = [];"
                           " for (let i = 0; i < 30; i++) { await send(blob); out.push(view.roundTrip); } return out; }")
     median = sorted(times)[len(times) // 2]
@@ -298,8 +298,7 @@ def test_axe_finds_no_serious_violations(server, browser, axe_script, language):
     page.route("**/api/healthz", lambda route: route.fulfill(json={"status": "ok", "corrections": True}))
     page.reload()
     page.wait_for_selector("#model option", state="attached")
-    draw(page, SEVEN)
-    expect(page.locator("#answer")).to_have_text("7", timeout=10_000)
+    draw_seven(page)
     page.check("#why-on")
     expect(page.locator("#heat")).to_be_visible(timeout=10_000)
     page.click("#inspect")
