@@ -66,7 +66,8 @@ def quantize_file(fp32: str | Path, out: str | Path, images: np.ndarray) -> None
         quantization.quantize_static(
             str(prepared), str(out), _Batches(images), quant_format=getattr(quantization.QuantFormat, QUANT_FORMAT),
             per_channel=True, reduce_range=True, activation_type=quantization.QuantType.QUInt8,
-            weight_type=quantization.QuantType.QInt8, calibrate_method=quantization.CalibrationMethod.MinMax)
+            weight_type=quantization.QuantType.QInt8, calibrate_method=quantization.CalibrationMethod.MinMax,
+            extra_options={"QDQOpTypePerChannelSupportToAxis": {"BatchNormalization": 0}})  # its 1-D scale: axis 0
 
 
 def export_int8(checkpoint: str | Path, out: str | Path | None = None, calibration: int = CALIBRATION_IMAGES,
@@ -74,7 +75,7 @@ def export_int8(checkpoint: str | Path, out: str | Path | None = None, calibrati
     """Export a checkpoint as an int8 ONNX file (default: beside it, best.int8.onnx) that `digitlab.load`,
     `predict` and `serve` take like the fp32 one; its digitlab record notes the quantisation and calibration."""
     onnx = _need("onnx")
-    _need("onnxruntime.quantization")
+    _need("onnxruntime")
     path = resolve_checkpoint(checkpoint)
     record = read_record(path)
     out = Path(out) if out else path.with_suffix(".int8.onnx")
