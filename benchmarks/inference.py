@@ -1,6 +1,6 @@
 """Inference speed on this machine's CPU: PyTorch eager vs ONNX Runtime fp32 vs ONNX Runtime int8, in one run.
 
-    python benchmarks/inference.py [--models lenet5,cnn,fastcnn] [--threads N] [--rounds 5] [--data-root DIR]
+    python benchmarks/inference.py [--models lenet5,cnn,fastcnn] [--threads N] [--rounds 5] [--batch 256] [--data-root DIR]
 
 Weights don't change the arithmetic, so freshly initialised models are timed; each is exported to ONNX fp32 and to
 int8 (static quantisation, calibrated on 300 MNIST training images: needs MNIST under --data-root, $DIGITLAB_DATA or
@@ -10,9 +10,10 @@ the download cache) in a temporary folder. Backends:
 - torch: `digitlab.load(checkpoint).predict` (chunks of 256, channels_last, the fx graph for lenet5);
 - onnx fp32 / onnx int8: `digitlab.load(file.onnx).predict`, onnxruntime on the CPU.
 
-Throughput is images/s on batches of 256; latency is one image per `predict` call (normalisation included), median
-and p90. The backends take turns within each round, so a slow spell of this shared machine hits all of them; the
-figures are medians over the rounds, and each ratio is taken within a round (median and range over the rounds).
+Throughput is images/s on batches of 256 (--batch); latency is one image per `predict` call (normalisation
+included), median and p90. The backends take turns within each round, so a slow spell of this shared machine hits
+all of them; the figures are medians over the rounds, and each ratio is taken within a round (median and range over
+the rounds).
 """
 from __future__ import annotations
 
@@ -31,7 +32,6 @@ from digitlab.predict.onnx import export_onnx
 from digitlab.predict.quantize import export_int8
 from digitlab.runs import save_model
 
-BATCH = 256
 BACKENDS = ("eager", "torch", "onnx fp32", "onnx int8")
 
 
@@ -69,7 +69,7 @@ def make_backends(name: str, folder: Path, data_root: str | None) -> dict[str, C
 
 
 def measure_round(backends: dict[str, Callable], images: torch.Tensor, results: dict[str, dict[str, list[float]]]) -> None:
-    """One turn of every backend: 8 batches of 256 (images/s of their median), then 100 single images."""
+    """One turn of every backend: 8 batches (images/s of their median), then 100 single images."""
     for key, predict in backends.items():
         predict(images)  # warm-up: first-call allocations, the fx graph, onnxruntime's arenas
         for _ in range(10):
@@ -98,13 +98,14 @@ def main() -> None:
     ap.add_argument("--models", default="lenet5,cnn,fastcnn")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--data-root", help="folder holding mnist/ for int8 calibration (default: $DIGITLAB_DATA)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    images = torch.randint(0, 256, (BATCH, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    images = torch.randint(0, 256, (args.batch, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     print(f"CPU threads: {torch.get_num_threads()}; {args.rounds} rounds, backends interleaved in each")
-    print(f"| model | backend | images/s, batch {BATCH} | latency, batch 1, median (ms) | p90 (ms) |")
+    print(f"| model | backend | images/s, batch {args.batch} | latency, batch 1, median (ms) | p90 (ms) |")
     print("|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
