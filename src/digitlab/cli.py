@@ -478,7 +478,7 @@ def _predict_parser(sub) -> None:
 def _export_parser(sub) -> None:
     """`digitlab export [MODEL]`."""
     p = sub.add_parser("export", help="export a model to ONNX for onnxruntime and other runtimes")
-    p.add_argument("model", nargs="?", help="run folder or .safetensors checkpoint (default: the shipped reader, to ./reader.onnx)")
+    p.add_argument("model", nargs="?", help="run folder or .safetensors checkpoint (default: the shipped reader, to ./reader.onnx or ./reader.int8.onnx)")
     p.add_argument("--format", choices=("onnx",), default="onnx", help="file format; onnx is the only one (default)")
     p.add_argument("--out", help="output file (default: beside the checkpoint, best.onnx; with --quantize int8, best.int8.onnx)")
     p.add_argument("--quantize", choices=("int8",), help="int8: ONNX Runtime static quantisation, calibrated on the "
