@@ -279,16 +279,26 @@ def _save_preprocessed(folder: Path, item: str, reading) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from .predict.onnx import export_onnx
+    from .predict.quantize import CALIBRATION_IMAGES, export_int8
     from .runs import clean_stale_temps, resolve_checkpoint
 
     if args.out and Path(args.out).is_dir():
         raise DigitlabError(f"--out {args.out} is a folder; give the .onnx file name, e.g. {Path(args.out) / 'model.onnx'}")
+    if not args.quantize and (args.calibration is not None or args.data_root):
+        raise DigitlabError("--calibration and --data-root choose int8 calibration images; add --quantize int8")
+    suffix = ".int8.onnx" if args.quantize else ".onnx"
     model = args.model or reader_path()
-    out_path = args.out or (None if args.model else "reader.onnx")
-    target = Path(out_path) if out_path else resolve_checkpoint(model).with_suffix(".onnx")
+    out_path = args.out or (None if args.model else f"reader{suffix}")
+    target = Path(out_path) if out_path else resolve_checkpoint(model).with_suffix(suffix)
     clean_stale_temps(target.parent)
-    out = export_onnx(model, out_path)
-    print(f"exported {model} -> {out} (ONNX, dynamic batch; input 'images' normalised, output 'logits')")
+    if args.quantize:
+        count = CALIBRATION_IMAGES if args.calibration is None else args.calibration
+        out = export_int8(model, out_path, calibration=count, data_root=args.data_root)
+        what = "ONNX int8, activation ranges from the run's training images"
+    else:
+        out = export_onnx(model, out_path)
+        what = "ONNX"
+    print(f"exported {model} -> {out} ({what}, dynamic batch; input 'images' normalised, output 'logits')")
     return 0
 
 
@@ -477,9 +487,14 @@ def _predict_parser(sub) -> None:
 def _export_parser(sub) -> None:
     """`digitlab export [MODEL]`."""
     p = sub.add_parser("export", help="export a model to ONNX for onnxruntime and other runtimes")
-    p.add_argument("model", nargs="?", help="run folder or .safetensors checkpoint (default: the shipped reader, to ./reader.onnx)")
-    p.add_argument("--format", choices=("onnx",), default="onnx")
-    p.add_argument("--out", help="output file (default: beside the checkpoint, best.onnx)")
+    p.add_argument("model", nargs="?", help="run folder or .safetensors checkpoint (default: the shipped reader, to ./reader.onnx or ./reader.int8.onnx)")
+    p.add_argument("--format", choices=("onnx",), default="onnx", help="file format; onnx is the only one (default)")
+    p.add_argument("--out", help="output file (default: beside the checkpoint, best.onnx; with --quantize int8, best.int8.onnx)")
+    p.add_argument("--quantize", choices=("int8",), help="int8: ONNX Runtime static quantisation, calibrated on the "
+                   "run's own training images (smaller file; see the README for its speed on your CPU)")
+    p.add_argument("--calibration", type=int, metavar="N",
+                   help="with --quantize: how many training images set the activation ranges (default 300)")
+    p.add_argument("--data-root", help="with --quantize: folder holding the run's dataset (default: $DIGITLAB_DATA, then the download cache)")
     p.set_defaults(func=cmd_export)
 
 

@@ -142,7 +142,8 @@ def _model_names(paths: list[str | Path]) -> list[str]:
     names = []
     for p in paths:
         p = Path(p)
-        base = p.name if p.is_dir() else (p.parent.name if p.stem in ("best", "last") else p.stem)
+        stem, _, tag = p.stem.partition(".")  # best.int8.onnx: the run's int8 export, served as RUN-int8
+        base = p.name if p.is_dir() else (p.parent.name if stem in ("best", "last") else stem) + (f"-{tag}" if tag else "")
         name, k = base, 2
         while name in names:
             name, k = f"{base}-{k}", k + 1
