@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,12 +18,24 @@ import digitlab
 from conftest import assert_user_error, run_cli
 from digitlab.errors import DigitlabError
 from digitlab.runs import read_record
+from digitlab.training import Run
 
 FAST = dict(model="lenet5", dataset="mnist-sample", epochs=1, threads=1, verbose=False)
 
 
-def test_api_run_writes_a_complete_folder(tmp_path):
-    run = digitlab.train(**FAST, out=str(tmp_path / "run"))
+@pytest.fixture(scope="module")
+def lenet_run(tmp_path_factory) -> Run:
+    """One lenet5 epoch on mnist-sample, trained once for the tests that read a finished run; a test that writes
+    into a run works on its own copy (`copied`)."""
+    return digitlab.train(**FAST, out=str(tmp_path_factory.mktemp("shared") / "run"))
+
+
+def copied(run: Run, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(run.dir, tmp_path / "run"))
+
+
+def test_api_run_writes_a_complete_folder(lenet_run):
+    run = lenet_run
     names = {p.name for p in run.dir.iterdir()}
     assert {"config.json", "metrics.jsonl", "metrics.csv", "metrics.json", "best.safetensors", "last.safetensors",
             "last.state.pt", "curves.png", "confusion.png", "mistakes.png", "samples.png", "report.md"} <= names
@@ -39,8 +52,8 @@ def test_api_run_writes_a_complete_folder(tmp_path):
     assert "Test accuracy" in (run.dir / "report.md").read_text()
 
 
-def test_loaded_classifier_predicts_and_evaluates(tmp_path):
-    run = digitlab.train(**FAST, out=str(tmp_path / "run"))
+def test_loaded_classifier_predicts_and_evaluates(lenet_run):
+    run = lenet_run
     clf = digitlab.load(run.dir)
     test = digitlab.load_dataset("mnist-sample").test
     single = clf.predict(test.images[0, 0].numpy())  # (28, 28) uint8
@@ -54,9 +67,8 @@ def test_loaded_classifier_predicts_and_evaluates(tmp_path):
         clf.predict(torch.zeros(2, 32, 32))
 
 
-def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path):
-    out = tmp_path / "run"
-    digitlab.train(**{**FAST, "epochs": 1}, out=str(out))
+def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(lenet_run, tmp_path):
+    out = copied(lenet_run, tmp_path)
     good = (out / "last.safetensors").read_bytes()
     with pytest.raises(DigitlabError, match="loss became"):
         digitlab.train(**{**FAST, "epochs": 2}, out=str(tmp_path / "nan"), optimizer="sgd", lr=1e12)
@@ -128,22 +140,22 @@ def test_ctrl_c_exits_cleanly_with_a_resume_hint(tmp_path):
     assert torch.load(tmp_path / "int" / "last.state.pt", weights_only=True)["epoch"] >= 1
 
 
-def test_evaluate_command(tmp_path):
-    run = digitlab.train(**FAST, out=str(tmp_path / "run"))
-    r = run_cli("evaluate", str(run.dir), "--json")
+def test_evaluate_command(lenet_run, tmp_path):
+    run = lenet_run
+    run_dir = copied(run, tmp_path)  # evaluate writes its report into the run folder
+    r = run_cli("evaluate", str(run_dir), "--json")
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["accuracy"] == pytest.approx(run.test_accuracy) and len(report["per_class"]) == 10
     assert len(report["confusion"]) == 10 and sum(map(sum, report["confusion"])) == 1000
-    r = run_cli("evaluate", str(run.dir))
+    r = run_cli("evaluate", str(run_dir))
     assert "accuracy:" in r.stdout and "confusion matrix" in r.stdout
-    assert (run.dir / "eval-mnist-sample-test" / "mistakes.png").exists()
-    assert_user_error(run_cli("evaluate", str(run.dir), "--dataset", "cifar10"), "cifar10")
+    assert (run_dir / "eval-mnist-sample-test" / "mistakes.png").exists()
+    assert_user_error(run_cli("evaluate", str(run_dir), "--dataset", "cifar10"), "cifar10")
 
 
-def test_resume_refuses_changed_data_and_existing_run_needs_resume(tmp_path):
-    out = tmp_path / "run"
-    digitlab.train(**FAST, out=str(out))
+def test_resume_refuses_changed_data_and_existing_run_needs_resume(lenet_run, tmp_path):
+    out = copied(lenet_run, tmp_path)
     assert_user_error(run_cli("train", "--resume", str(out), "--model", "mlp"), "cannot change model")
     assert_user_error(run_cli("train", "--model", "lenet5", "--dataset", "mnist-sample", "--out", str(out)), "--resume")
     r = run_cli("train", "--resume", str(out), "--epochs", "2")
