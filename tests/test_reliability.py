@@ -357,10 +357,28 @@ def test_nproc_relaunches_the_argv_given_to_main(monkeypatch, capsys):
 
 @pytest.mark.parametrize("load, expected", [(0.0, 2), (0.4, 2), (0.6, 1), (1.7, 1), (6.0, 1)])
 def test_default_threads_leave_busy_cpus_alone(monkeypatch, load, expected):
-    """On 2 CPUs: as many threads as CPUs are free by the 1-minute load average (rounded), never fewer than 1."""
+    """On 2 CPUs: as many threads as CPUs are free right now (rounded), never fewer than 1."""
     from digitlab.training import loop
 
     monkeypatch.setattr(loop.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    monkeypatch.setattr(loop.os, "getloadavg", lambda: (load, load, load), raising=False)
+    monkeypatch.setattr(loop, "busy_cpus", lambda: load)
     monkeypatch.setattr(loop.torch, "get_num_threads", lambda: 2)
     assert loop.default_threads() == expected
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="reads Linux's /proc/stat")
+def test_busy_cpus_sees_a_spinning_process_now_and_forgets_it_when_it_ends():
+    """The CPUs counted busy follow what runs now: a process spinning on a core adds about one (the load average
+    would keep counting it for a minute after it ends)."""
+    from digitlab.training.loop import busy_cpus
+
+    idle = busy_cpus(0.3)
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)
+        busy = busy_cpus(0.3)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    after = busy_cpus(0.3)
+    assert busy - idle > 0.6 and busy - after > 0.6, (idle, busy, after)

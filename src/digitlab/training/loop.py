@@ -188,14 +188,35 @@ def check_output_folder(folder: Path, what: str) -> None:
         raise DigitlabError(f"{what} {folder}: no permission to write in {parent}")
 
 
+def _cpu_times() -> tuple[int, int]:
+    """(all, idle + iowait) jiffies of the machine's CPUs since boot, from Linux's /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:9]]
+    return sum(fields), fields[3] + fields[4]
+
+
+def busy_cpus(interval: float = 0.1) -> float:
+    """CPUs that other processes keep busy right now: the machine's idle time over `interval` seconds (Linux). The
+    1-minute load average, used where /proc/stat is missing, still counts a run that ended a minute ago, which gave
+    the second of two back-to-back runs one thread instead of two."""
+    try:
+        all0, idle0 = _cpu_times()
+        time.sleep(interval)
+        all1, idle1 = _cpu_times()
+    except (OSError, ValueError, IndexError):
+        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if all1 <= all0:
+        return 0.0
+    return (os.cpu_count() or 1) * (1 - (idle1 - idle0) / (all1 - all0))
+
+
 def default_threads() -> int:
     """CPU threads for a run that did not ask for a number: the CPUs this process may use that other processes are not
-    already keeping busy (1-minute load average), at least 1. More threads than free CPUs makes every small parallel
-    op (the batch augmentation's grid_sample, an mlp's matmuls) wait at OpenMP barriers for a descheduled thread:
-    measured on 2 shared cores at load ~4, an mlp step with light augmentation ran 2-3 steps/s on 2 threads, 115 on 1."""
+    keeping busy, at least 1. More threads than free CPUs makes every small parallel op (the batch augmentation's
+    grid_sample, an mlp's matmuls) wait at OpenMP barriers for a descheduled thread: measured on 2 shared cores at
+    load ~4, an mlp step with light augmentation ran 2-3 steps/s on 2 threads, 115 on 1."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    return max(1, min(cpus, torch.get_num_threads(), int(cpus - busy + 0.5)))
+    return max(1, min(cpus, torch.get_num_threads(), int(cpus - busy_cpus() + 0.5)))
 
 
 @contextmanager
