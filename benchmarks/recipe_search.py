@@ -12,7 +12,6 @@ scores come from separate runs made after the choice.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
@@ -22,17 +21,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import digitlab  # noqa: E402
 from digitlab.training.config import RECIPES  # noqa: E402
-
-
-def parse_variant(text: str) -> dict:
-    options = {}
-    for item in filter(None, text.split(",")):
-        key, _, value = item.partition("=")
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value
-    return options
+from time_to_accuracy import parse_overrides  # noqa: E402  (benchmarks/ is the script's folder)
 
 
 def validation_curve(recipe: str, options: dict, seed: int) -> dict:
@@ -58,7 +47,7 @@ def main() -> None:
     args = ap.parse_args()
     if not os.environ.get("DIGITLAB_DATA"):
         raise SystemExit("set DIGITLAB_DATA to the folder holding mnist/ (e.g. ../shared/data)")
-    variants = [("the recipe", {})] + [(v, parse_variant(v)) for v in args.variant]
+    variants = [("the recipe", {})] + [(v, parse_overrides([x for x in v.split(",") if x])) for v in args.variant]
     rows = []
     for name, options in variants:
         runs = [validation_curve(args.recipe, options, seed) for seed in range(args.seeds)]
