@@ -224,12 +224,23 @@ def parse_pixels(body: bytes, clf: Classifier, limits: Limits) -> np.ndarray:
     most = JSON_SLACK + JSON_BYTES_PER_VALUE * int(np.prod(clf.input_shape))
     if len(body) > most:
         raise BadRequest(413, f"JSON body is {len(body):,} bytes; pixels for this model need at most {most:,}")
-    if json_depth(body) > limits.json_depth:
-        raise BadRequest(422, f"JSON is nested deeper than {limits.json_depth} levels; send {{\"pixels\": [[...], ...]}}")
+    shape = '{"pixels": [[...], ...]} with numbers'
     try:
-        return np.asarray(json.loads(body)["pixels"], dtype=np.float32)
-    except (ValueError, TypeError, KeyError, IndexError, RecursionError):
-        raise BadRequest(422, "JSON body must be {\"pixels\": [[...], ...]} with numbers") from None
+        return np.asarray(parse_json(body, limits, shape)["pixels"], dtype=np.float32)
+    except (ValueError, TypeError, KeyError, IndexError):
+        raise BadRequest(422, f"JSON body must be {shape}") from None
+
+
+def parse_json(body: bytes, limits: Limits, shape: str, malformed: int = 422) -> Any:
+    """A JSON body, its nesting checked on the raw bytes before parsing (a deep one would exhaust the parser's
+    recursion); `shape` names what the endpoint expects, for the error; `malformed` is the status for bytes that are
+    not JSON (predict documents 422, corrections 400)."""
+    if json_depth(body) > limits.json_depth:
+        raise BadRequest(422, f"JSON is nested deeper than {limits.json_depth} levels; send {shape}")
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        raise BadRequest(malformed, f"body is not valid JSON; send {shape}") from None
 
 
 async def read_input(request: Request, clf: Classifier) -> tuple[str, Any]:
@@ -436,13 +447,7 @@ async def save_correction(request: Request, model: str | None = MODEL_QUERY) -> 
         raise BadRequest(404, "corrections are off; start the server with --corrections DIR to keep them")
     _, clf = request.app.state.models.pick(model)
     limits: Limits = request.app.state.limits
-    body = await read_body(request, limits)
-    if json_depth(body) > limits.json_depth:
-        raise BadRequest(422, f"JSON is nested deeper than {limits.json_depth} levels")
-    try:
-        payload = json.loads(body)
-    except (ValueError, RecursionError):
-        raise BadRequest(400, 'body must be JSON {"label": 3, "pixels": [[...]], "png": "<base64 PNG>"}') from None
+    payload = parse_json(await read_body(request, limits), limits, '{"label": 3, "pixels": [[...]], "png": "<base64 PNG>"}', 400)
     c, h, w = clf.input_shape
     if c != 1:
         raise BadRequest(422, f"corrections are grey drawings; model '{clf.name}' takes {c}-channel images")
