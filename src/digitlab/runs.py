@@ -206,3 +206,14 @@ def load_state(path: Path) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # unpickling errors of all kinds mean a bad or foreign file
         raise DigitlabError(f"{path}: cannot read the resume state ({e.__class__.__name__}); the run cannot be resumed") from None
+
+
+def run_test_accuracy(path: str | Path) -> float | None:
+    """The test accuracy a run folder's metrics.json records, for a run folder or a checkpoint inside one; None when
+    there is none (a lone checkpoint, an ONNX file elsewhere, a run that did not finish)."""
+    path = Path(path)
+    run_dir = path if path.is_dir() else path.parent
+    try:
+        return float(json.loads((run_dir / "metrics.json").read_text())["test"]["accuracy"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

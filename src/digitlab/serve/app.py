@@ -33,6 +33,7 @@ from ..models import count_params
 from ..predict import Classifier, Reading, load
 from ..predict.inspect import conv_kernels, inspect_image, receptive_fields, to_png
 from ..predict.saliency import PATCH, STRIDE, Saliency, frame_in_photo, occlusion
+from ..runs import run_test_accuracy
 from .corrections import DEFAULT_CAP, CorrectionRefused, CorrectionsStore
 from .reload import DEFAULT_INTERVAL, Reloader, ReloadOnRequest
 
@@ -154,14 +155,8 @@ def _model_names(paths: list[str | Path]) -> list[str]:
 def load_models(paths: list[str | Path]) -> ServedModels:
     """Load run folders or checkpoints, with each run's test accuracy when its metrics.json sits beside it."""
     models = dict(zip(_model_names(paths), (load(p) for p in paths)))
-    accuracy = {}
-    for name, p in zip(models, paths):
-        run_dir = Path(p) if Path(p).is_dir() else Path(p).parent
-        try:
-            accuracy[name] = json.loads((run_dir / "metrics.json").read_text())["test"]["accuracy"]
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-    return ServedModels(models, accuracy)
+    accuracy = {name: run_test_accuracy(p) for name, p in zip(models, paths)}
+    return ServedModels(models, {name: a for name, a in accuracy.items() if a is not None})
 
 
 # ---- reading a request body -------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ must still fit the new one; the server says so once and keeps serving the old mo
 """
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
@@ -21,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..errors import DigitlabError
 from ..predict import Classifier, load
-from ..runs import resolve_checkpoint
+from ..runs import resolve_checkpoint, run_test_accuracy
 
 DEFAULT_INTERVAL = 2.0
 
@@ -90,11 +89,11 @@ class Reloader:
                 continue
             self.served.models[name] = clf
             self.served.batchers[name].clf = clf
-            self.served.accuracy.pop(name, None)
-            try:
-                self.served.accuracy[name] = json.loads((Path(sig[0]).parent / "metrics.json").read_text())["test"]["accuracy"]
-            except (OSError, ValueError, KeyError, TypeError):
-                pass
+            accuracy = run_test_accuracy(sig[0])
+            if accuracy is None:
+                self.served.accuracy.pop(name, None)
+            else:
+                self.served.accuracy[name] = accuracy
             print(f"digitlab: reloaded {name} from {sig[0]}", file=sys.stderr, flush=True)
 
     async def check(self) -> None:
