@@ -70,3 +70,12 @@ def test_receptive_fields_follow_kernels_strides_and_branches():
         assert all(n in fields for n in convs), name
         sizes = [fields[n].size for n in convs]
         assert sizes[0] == 3 and max(sizes) >= 28, name  # deep units see the whole digit
+
+
+def test_a_stride_wider_than_the_image_leaves_one_patch_in_the_middle():
+    """Found by the API fuzzer: ?patch=1&stride=58 on a 28x28 input was a 500 (an empty range of patch centres)."""
+    from digitlab.predict.saliency import patch_cover
+
+    cover = patch_cover(28, 1, 58)
+    assert cover.shape == (1, 28) and cover.sum() == 1 and cover[0, 14] == 1
+    assert patch_cover(28, 8, 4).sum(0).min() >= 1  # the default tiles every pixel

@@ -39,8 +39,9 @@ class Saliency:
 
 def patch_cover(size: int, patch: int, stride: int) -> torch.Tensor:
     """(P, size) 0/1 rows: which pixels along one axis each patch covers; patch centres every `stride` pixels,
-    the first half a stride in, so the patches tile the axis evenly and overhang both edges alike."""
-    centres = torch.arange(stride // 2, size, stride)
+    the first half a stride in, so the patches tile the axis evenly and overhang both edges alike (a stride wider
+    than the image leaves one patch, in the middle)."""
+    centres = torch.arange(min(stride // 2, size // 2), size, stride)
     x = torch.arange(size)
     lo = centres[:, None] - patch // 2
     return ((x[None] >= lo) & (x[None] < lo + patch)).float()
