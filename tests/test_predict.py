@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from scipy import ndimage as ndi
 
 import digitlab
 from conftest import REAL_DATA, assert_user_error, run_cli
 from digitlab.errors import DigitlabError
-from digitlab.predict.preprocess import MAX_PIXELS, digit_to_mnist, naive_28x28, open_image
+from digitlab.predict.preprocess import MAX_PIXELS, digit_to_mnist, ink_map, naive_28x28, open_image
 from photo_digits import make_photos, single_photo
 
 
@@ -55,6 +56,41 @@ def test_polarity_and_lighting_do_not_change_the_result():
     shaded_result = digit_to_mnist(buf.getvalue()).image
     assert np.abs(dark_on_light - light_on_dark).mean() < 0.02
     assert np.abs(dark_on_light - shaded_result).mean() < 0.05
+
+
+def _small_photo(mask: np.ndarray, height: int, side: tuple[int, int]) -> bytes:
+    """`mask` area-averaged down to `height` px tall (a sensor's pixels) on paper that darkens from 235 to 140 across
+    the photo (a lamp to one side), ink 40."""
+    f = height / mask.shape[0]
+    small = np.asarray(Image.fromarray(mask.astype(np.float32)).resize((max(1, round(mask.shape[1] * f)), height), Image.Resampling.BOX))
+    h, w = side
+    cover = np.zeros(side, np.float32)
+    y, x = (h - small.shape[0]) // 2, (w - small.shape[1]) // 2
+    cover[y:y + small.shape[0], x:x + small.shape[1]] = small
+    paper = np.linspace(235, 140, w, dtype=np.float32)[None].repeat(h, 0)
+    buf = io.BytesIO()
+    Image.fromarray((paper * (1 - cover) + 40 * cover).round().astype(np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_a_digit_ten_pixels_tall_on_uneven_light_keeps_its_loop():
+    img = digit_to_mnist(_small_photo(_stroke_digit("0"), 10, (44, 40))).image
+    assert img.max() > 0.9  # found, and its strokes are solid ink
+    assert img[12:17, 12:17].mean() < 0.35 * img.max()  # the hole of the 0 stays open
+    ys, xs = np.nonzero(img > 0.1)
+    assert 18 <= np.ptp(ys) + 1 <= 23  # boxed to 20 px like MNIST
+
+
+def test_a_hard_shadow_across_the_paper_is_not_read_as_chalk_on_a_board():
+    mask = _stroke_digit("1", 300)
+    yy, xx = np.mgrid[0:300, 0:300]
+    shadow = ndi.gaussian_filter((yy > 250 - xx).astype(np.float32), 2)  # over half the page, its edge through the 1
+    paper = 230 - 170 * shadow
+    photo = paper * np.where(mask, 170 / 230, 1.0)  # pencil-grey ink: the shadow's edge is the strongest contrast
+    ink = ink_map(photo.astype(np.float32) / 255)
+    assert ink[mask].mean() > 0.2  # the pencil is ink, in the light and in the shadow ...
+    beside = ndi.binary_dilation(mask, iterations=12) & ~ndi.binary_dilation(mask, iterations=4)
+    assert ink[beside].mean() < 0.05  # ... and the paper beside it is not: not chalk on a board
 
 
 def test_thin_pen_strokes_survive_the_downscale():

@@ -99,7 +99,7 @@ def test_a_tilted_line_is_deskewed():
         tilted = np.asarray(Image.fromarray(line.astype(np.uint8) * 255).rotate(-angle, Image.Resampling.NEAREST,
                                                                                  expand=True)) > 127
         assert R.estimate_tilt(tilted) == pytest.approx(angle, abs=1.0)
-        straight, inverse = R.deskew(tilted, R.estimate_tilt(tilted))
+        straight, inverse, _ = R.deskew(tilted, R.estimate_tilt(tilted))
         rows = np.nonzero(straight.any(1))[0]
         assert np.ptp(rows) < 1.1 * 100  # the band of ink is one digit tall again, not 100 px + the slope
         ys, xs = np.nonzero(straight)
@@ -149,6 +149,20 @@ def test_bad_input_gives_one_line_errors(judge):
         judge.read(_png(np.zeros((80, 200), bool)), multi=True)
     number = judge.read_number(_png(_line([_ring(), _bar()], [30])))  # the server's path for numbers
     assert len(number.digits) == 2 and all(d.image.shape == (1, 28, 28) and d.box is not None for d in number.digits)
+
+
+def test_a_number_ten_pixels_tall_is_read_from_its_grey_levels(judge):
+    line = _line([_ring(), _bar(), _ring()], [40, 40], pad=0).astype(np.float32)
+    small = np.asarray(Image.fromarray(line).resize((round(line.shape[1] / 10), 10), Image.Resampling.BOX))  # 10 px tall
+    cover = np.pad(small, ((12, 12), (10, 10)))
+    paper = np.linspace(235, 150, cover.shape[1], dtype=np.float32)[None]  # lit from the left
+    buf = io.BytesIO()
+    Image.fromarray((paper * (1 - cover) + 40 * cover).round().astype(np.uint8)).save(buf, "PNG")
+    assert R.find_line(buf.getvalue()).ink is not None  # small writing: its grey levels are kept for the digits
+    assert R.find_line(_png(_line([_ring(), _bar()], [30]))).ink is None  # big writing: the binary recipe
+    reading = judge.read(buf.getvalue(), multi=True)
+    assert reading.text == "010", reading
+    assert all(d.image.max() > 0.9 for d in reading.digits)
 
 
 def test_a_thumb_at_the_edge_goes_but_a_digit_in_a_tight_crop_stays():

@@ -19,7 +19,8 @@ from scipy import ndimage as ndi
 
 from ..data.reject import NOT_DIGIT
 from ..errors import DigitlabError
-from .preprocess import clean, drop_border_shapes, to_mnist
+from ..data.mnist_style import grey_to_mnist
+from .preprocess import GREY_BELOW, clean, drop_border_shapes, grey_digit, to_mnist
 
 if TYPE_CHECKING:
     from .classifier import Classifier, Reading
@@ -81,6 +82,7 @@ class Line:
     height: float  # typical digit height, working pixels
     inverse: np.ndarray  # 2x3: deskewed (x, y, 1) -> working (x, y)
     scale: float  # photo pixels per working pixel
+    ink: np.ndarray | None = None  # small writing: the deskewed grey levels its digits are drawn from
 
 
 def estimate_tilt(mask: np.ndarray, max_tilt: float = MAX_TILT, points: int = 4000) -> float:
@@ -102,14 +104,16 @@ def estimate_tilt(mask: np.ndarray, max_tilt: float = MAX_TILT, points: int = 40
     return float(angles[best]) if band[best] < 0.97 * band[zero] else 0.0
 
 
-def deskew(mask: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
-    """Rotate the ink so the line runs horizontally; also the 2x3 map from new pixels back to old ones."""
+def deskew(mask: np.ndarray, angle: float, ink: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Rotate the ink mask (and the grey `ink` with it) so the line runs horizontally; also the 2x3 map from new
+    pixels back to old ones."""
     ys, xs = np.nonzero(mask)
     y0, x0 = ys.min(), xs.min()
     crop = mask[y0:ys.max() + 1, x0:xs.max() + 1]
+    grey = None if ink is None else ink[y0:ys.max() + 1, x0:xs.max() + 1]
     c, s = np.cos(np.deg2rad(angle)), np.sin(np.deg2rad(angle))
     if abs(angle) < 1e-6:
-        return crop, np.array([[1.0, 0.0, x0], [0.0, 1.0, y0]])
+        return crop, np.array([[1.0, 0.0, x0], [0.0, 1.0, y0]]), grey
     h, w = crop.shape
     corners = np.array([[0, 0], [w, 0], [0, h], [w, h]], np.float64)
     xr = corners[:, 0] * c + corners[:, 1] * s  # rotate by -angle: x' = x cos + y sin, y' = -x sin + y cos
@@ -118,10 +122,10 @@ def deskew(mask: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
     size = (int(np.ceil(xr.max() - ox)) + 1, int(np.ceil(yr.max() - oy)) + 1)
     # output (X, Y) reads input x = (X+ox) cos - (Y+oy) sin, y = (X+ox) sin + (Y+oy) cos
     back = np.array([[c, -s, ox * c - oy * s], [s, c, ox * s + oy * c]])
-    rotated = Image.fromarray(crop.astype(np.uint8) * 255).transform(size, Image.Transform.AFFINE, tuple(back.ravel()),
-                                                                    Image.Resampling.BILINEAR)
+    rotate = lambda im: np.asarray(im.transform(size, Image.Transform.AFFINE, tuple(back.ravel()), Image.Resampling.BILINEAR))  # noqa: E731
     inverse = back + np.array([[0, 0, x0], [0, 0, y0]])
-    return np.asarray(rotated) >= 128, inverse
+    rotated = rotate(Image.fromarray(crop.astype(np.uint8) * 255)) >= 128
+    return rotated, inverse, None if grey is None else rotate(Image.fromarray(grey.astype(np.float32), "F"))
 
 
 def _line_height(heights: np.ndarray) -> float:
@@ -219,11 +223,24 @@ def over_segment(mask: np.ndarray, strokes: bool = False) -> tuple[list[Piece], 
 def find_line(source: Any, strokes: bool = False) -> Line:
     """Photo -> its ink, deskewed and over-segmented (`strokes`: see cut_columns)."""
     cleaned = clean(source)
-    ink = drop_border_shapes(cleaned.mask)
-    angle = estimate_tilt(ink)
-    mask, inverse = deskew(ink, angle)
+    writing = drop_border_shapes(cleaned.mask)
+    angle = estimate_tilt(writing)
+    mask, inverse, grey = deskew(writing, angle, cleaned.ink)
     pieces, height = over_segment(mask, strokes)
-    return Line(pieces, height, inverse, cleaned.scale)
+    return Line(pieces, height, inverse, cleaned.scale, grey if height * cleaned.scale < GREY_BELOW else None)
+
+
+def candidate_image(line: Line, mask: np.ndarray, y0: int, x0: int, size: int) -> np.ndarray:
+    """A candidate digit (pieces drawn into `mask` at y0, x0) as the model's size x size input: MNIST's binary
+    recipe, or for small writing its grey levels around the mask (a one-photo-pixel margin, as `digit_to_mnist`)."""
+    if line.ink is None:
+        return to_mnist(mask, size)
+    g = max(1, round(1 / line.scale))
+    top, left = max(0, y0 - g), max(0, x0 - g)
+    window = line.ink[top:y0 + mask.shape[0] + g, left:x0 + mask.shape[1] + g]
+    placed = np.zeros(window.shape, bool)
+    placed[y0 - top:y0 - top + mask.shape[0], x0 - left:x0 - left + mask.shape[1]] = mask  # the mask lies inside the ink
+    return grey_to_mnist(grey_digit(placed, window, line.scale), size)
 
 
 def span_mask(pieces: list[Piece]) -> tuple[np.ndarray, int, int]:
@@ -356,7 +373,7 @@ def read_number(clf: "Classifier", source: Any, top_k: int = 3, weights: Weights
     candidates = spans(line)
     size = clf.input_shape[1]
     masks = [span_mask(line.pieces[i:j]) for i, j in candidates]
-    batch = np.stack([to_mnist(m, size)[None] for m, _, _ in masks])
+    batch = np.stack([candidate_image(line, m, y0, x0, size)[None] for m, y0, x0 in masks])
     probs = clf.predict_prepared(torch.from_numpy(batch)).probs
     digit_names = [c for c in clf.classes if c != NOT_DIGIT]
     log, _ = digit_log_scores(probs, clf.classes, w)
