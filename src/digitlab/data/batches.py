@@ -96,8 +96,9 @@ def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 def reader_augment(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """Handwriting as photos give it to the reader: rotation up to 15 degrees, shear, elastic bends, off-centre
     crops (shifts of up to 12%), strokes thicker or thinner, blur, and low resolution (the digit shrunk to 8-14 px
-    tall, binarised as the photo clean-up would, and scaled back up). Each effect hits its own random quarter to
-    third of the batch, as whole-batch tensor ops."""
+    tall and scaled back up, its grey levels stretched so the strokes reach 1, as the photo clean-up draws writing
+    under 20 px: `grey_to_mnist`). Each effect hits its own random quarter to third of the batch, as whole-batch
+    tensor ops."""
     b, _, h, w = x.shape
     x = random_affine(x, generator, degrees=15, shift=0.12, scale=0.15, shear=10, elastic=0.04)
     u = torch.rand(3, b, generator=generator)
@@ -107,8 +108,8 @@ def reader_augment(x: torch.Tensor, generator: torch.Generator | None) -> torch.
     x = _where(u[1] < 0.2, _blur(x, 0.5 + 0.4 * float(torch.rand(1, generator=generator))), x)
     digit_px = int(torch.randint(8, 15, (1,), generator=generator))  # the digit's 20-px box at this height
     side = max(4, round(h * digit_px / 20))
-    small = (F.interpolate(x, size=(side, side), mode="area") > 0.4).to(x.dtype)  # the clean-up's binary ink mask
-    low = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+    low = F.interpolate(F.interpolate(x, size=(side, side), mode="area"), size=(h, w), mode="bilinear", align_corners=False)
+    low = (low / low.amax((2, 3), keepdim=True).clamp_(min=1e-3)).clamp_(0, 1)
     return _where(u[2] < 0.25, low, x)
 
 
