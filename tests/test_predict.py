@@ -14,6 +14,7 @@ from scipy import ndimage as ndi
 import digitlab
 from conftest import REAL_DATA, assert_user_error, run_cli
 from digitlab.errors import DigitlabError
+from digitlab.data.mnist_style import grey_to_mnist
 from digitlab.predict.preprocess import MAX_PIXELS, digit_to_mnist, ink_map, naive_28x28, open_image
 from photo_digits import make_photos, single_photo
 
@@ -79,6 +80,20 @@ def test_a_digit_ten_pixels_tall_on_uneven_light_keeps_its_loop():
     assert img[12:17, 12:17].mean() < 0.35 * img.max()  # the hole of the 0 stays open
     ys, xs = np.nonzero(img > 0.1)
     assert 18 <= np.ptp(ys) + 1 <= 23  # boxed to 20 px like MNIST
+
+
+def test_grey_levels_are_boxed_centred_and_stretched_like_mnist():
+    ink = np.zeros((30, 40), np.float32)
+    ink[5:25, 10:14] = 0.4  # a faint 4-px stroke 20 px tall, off-centre, on an empty field
+    ink[5:25, 14:16] = 0.2  # its soft edge
+    img = grey_to_mnist(ink)
+    ys, xs = np.nonzero(img > 0.05)
+    assert np.ptp(ys) + 1 in (20, 21) and np.ptp(xs) + 1 <= 6  # the longer side is the 20 px box, aspect kept
+    cy, cx = np.average(np.mgrid[0:28, 0:28].reshape(2, -1), axis=1, weights=img.ravel())
+    assert abs(cy - 14) < 1 and abs(cx - 14) < 1  # centred by mass
+    assert img.max() > 0.95  # the faint stroke is stretched to full ink ...
+    assert ((img > 0.2) & (img < 0.8)).sum() >= 15  # ... and its soft edge stays grey (no threshold)
+    assert not grey_to_mnist(np.zeros((10, 10), np.float32)).any()
 
 
 def test_a_hard_shadow_across_the_paper_is_not_read_as_chalk_on_a_board():
