@@ -2,6 +2,7 @@
 Fast and deterministic: no training; a hand-made model that judges a 28x28 by the shape of its ink stands in."""
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import numpy as np
@@ -140,6 +141,16 @@ def test_not_digit_is_never_read_and_its_probability_is_exposed(judge):
     assert blob.not_digit is not None and blob.not_digit > 0.9 and blob.digits[0].to_dict()["not_digit"] > 0.9
     assert abs(sum(p for _, p in blob.digits[0].top_k) - 1) < 1e-3 or len(blob.digits[0].top_k) == 3
     assert reading.to_dict()["alternatives"] and all(isinstance(s, float) for _, s in reading.alternatives)
+
+
+def test_a_stroke_above_the_line_is_left_out(judge):
+    line = _line([_ring(), _bar(), _ring()], [30, 30], pad=0)
+    page = np.zeros((line.shape[0] + 180, line.shape[1] + 120), bool)
+    page[140:140 + line.shape[0], 40:40 + line.shape[1]] = line
+    page[20:80, line.shape[1] + 60:line.shape[1] + 69] = True  # a 60 px stroke (a ruled line's end, a tick) well above
+    reading = judge.read(_png(page), multi=True)
+    assert reading.text == "010", reading  # the judge calls the stroke a 1; off the line, it is not part of the number
+    assert R.read_number(judge, _png(page), weights=dataclasses.replace(R.READER_WEIGHTS, off_line=0.0)).text == "0101"
 
 
 def test_bad_input_gives_one_line_errors(judge):

@@ -46,11 +46,13 @@ class Weights:
     cut: float = 0.5  # per unit of valley shallowness, for a digit that starts at a cut through ink
     narrow: float = 1.0  # per line height the cut piece was narrower than `narrow_from`: one digit, most likely
     narrow_from: float = 1.1
+    off_line: float = 0.0  # per line height a digit's middle sits more than `off_line_from` above or below the line's
+    off_line_from: float = 0.35
     stroke_cuts: bool = False  # also cut beside narrow full-height strokes (see cut_columns): off, it cost 10-30
     # points of exact match on validation photos (fragments of a 0 or an 8 look like honest 1s)
 
 
-READER_WEIGHTS = Weights(wide=6.0, skip=0.5, reject=0.5)  # for models with a `not-digit` class
+READER_WEIGHTS = Weights(wide=6.0, skip=0.5, reject=0.5, off_line=4.0)  # for models with a `not-digit` class
 
 
 @dataclass
@@ -276,14 +278,22 @@ def spans(line: Line, max_span: int = MAX_SPAN) -> list[tuple[int, int]]:
     return out
 
 
-def geometry_penalty(group: list[Piece], height: float, w: Weights) -> float:
-    """Log-score cost of calling these pieces one digit on geometry alone."""
+def geometry_penalty(group: list[Piece], height: float, w: Weights, middle: float | None = None) -> float:
+    """Log-score cost of calling these pieces one digit on geometry alone (`middle`: the line's, see line_middle)."""
     width = max(p.x1 for p in group) - min(p.x0 for p in group)
-    tall = max(p.y1 for p in group) - min(p.y0 for p in group)
+    top, bottom = min(p.y0 for p in group), max(p.y1 for p in group)
     cost = w.wide * max(0.0, width / height - w.wide_from)
     cost += w.gap * max(0.0, _max_gap(group) / height - 0.05)
-    cost += w.short * max(0.0, 0.5 - tall / height)
+    cost += w.short * max(0.0, 0.5 - (bottom - top) / height)
+    if middle is not None:
+        cost += w.off_line * max(0.0, abs((top + bottom) / 2 - middle) / height - w.off_line_from)
     return cost
+
+
+def line_middle(line: Line) -> float:
+    """The height at which the line's digits have their middles: the median over its full-height pieces."""
+    tall = [(p.y0 + p.y1) / 2 for p in line.pieces if p.y1 - p.y0 >= 0.5 * line.height]
+    return float(np.median(tall)) if tall else float(np.median([(p.y0 + p.y1) / 2 for p in line.pieces]))
 
 
 def digit_log_scores(probs: torch.Tensor, classes: list[str], w: Weights) -> tuple[np.ndarray, np.ndarray]:
@@ -333,8 +343,9 @@ def score_table(line: Line, candidates: list[tuple[int, int]], log: np.ndarray, 
     """Each candidate's best labels with their joint-score contribution: recognition plus priors."""
     table = {}
     top = np.argsort(-log, axis=1)[:, :labels_per_span]
+    middle = line_middle(line)
     for k, (i, j) in enumerate(candidates):
-        cost = geometry_penalty(line.pieces[i:j], line.height, w) - w.digit_bonus + cut_cost(line.pieces[i], w)
+        cost = geometry_penalty(line.pieces[i:j], line.height, w, middle) - w.digit_bonus + cut_cost(line.pieces[i], w)
         table[(i, j)] = [(digit_names[d], float(log[k, d]) - cost) for d in top[k]]
     return table
 
