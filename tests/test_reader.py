@@ -14,6 +14,7 @@ import digitlab
 from digitlab.cli import main
 from digitlab.data import ImageData, augment, load_dataset
 from digitlab.data.reject import NOT_DIGIT, reject_samples, with_reject_class
+from digitlab.data.styles import other_styles
 from digitlab.errors import DigitlabError
 from digitlab.runs import read_record
 from digitlab.training.config import FIELDS, resolve_config
@@ -57,6 +58,25 @@ def test_reject_class_extends_train_and_val_but_not_test(sample):
         assert 0.4 < changed < 0.6  # half the digits re-normalised like the reader's cuts
     assert torch.equal(splits.test.images, sample.test.images) and splits.test.classes == splits.classes
     assert splits.mean == sample.mean and any(NOT_DIGIT in n for n in splits.notes)
+
+
+def test_other_styles_add_a_flag_to_ones_and_a_bar_to_sevens_only(sample):
+    x, y, classes = sample.train.images, sample.train.labels, sample.classes
+    styled = other_styles(x, y, classes, 0.5, seed=1)
+    assert torch.equal(styled, other_styles(x, y, classes, 0.5, seed=1))  # reproducible
+    changed = (styled != x).flatten(1).any(1)
+    ones, sevens = y == classes.index("1"), y == classes.index("7")
+    assert not changed[~(ones | sevens)].any()  # other digits untouched
+    for which in (ones, sevens):
+        assert 0.3 < changed[which].float().mean() < 0.7  # about the fraction asked for
+    assert (styled >= x).all()  # ink is only added
+    one = int(torch.nonzero(ones & changed)[0])
+    added = (styled[one, 0].int() - x[one, 0].int()) > 100
+    ink = x[one, 0] > 127
+    rows = torch.nonzero(ink.any(1)).flatten()
+    assert added[rows[0]:rows[0] + 8].any()  # the flag hangs from the top of the 1 ...
+    cols_added = torch.nonzero(added.any(0)).flatten()
+    assert cols_added.float().mean() < torch.nonzero(ink.any(0)).flatten().float().mean() + 1  # ... to its left (or a foot)
 
 
 def test_reject_class_is_only_for_digits():

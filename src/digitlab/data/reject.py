@@ -24,10 +24,12 @@ import torch
 from ..errors import DigitlabError
 from .core import DataSplits, ImageData
 from .mnist_style import to_mnist
+from .styles import other_styles
 
 NOT_DIGIT = "not-digit"
 KINDS = ("pair", "part", "digit+slice", "triple")
 KIND_WEIGHTS = (0.35, 0.35, 0.2, 0.1)
+OTHER_STYLES = 0.3  # share of the reader's 1s drawn with a flag and 7s with a bar (styles.py)
 
 
 def _crop(mask: np.ndarray) -> np.ndarray:
@@ -105,12 +107,14 @@ def renormalised(images: torch.Tensor, fraction: float, seed: int) -> torch.Tens
 def _extend(data: ImageData, n: int, seed: int, classes: list[str]) -> ImageData:
     extra = reject_samples(data.images, n, seed)
     labels = torch.full((len(extra),), len(classes) - 1, dtype=torch.long)
-    return ImageData(torch.cat([renormalised(data.images, 0.5, seed), extra]), torch.cat([data.labels, labels]), classes)
+    digits = renormalised(other_styles(data.images, data.labels, classes, OTHER_STYLES, seed), 0.5, seed)
+    return ImageData(torch.cat([digits, extra]), torch.cat([data.labels, labels]), classes)
 
 
 def with_reject_class(splits: DataSplits, fraction: float, seed: int) -> DataSplits:
     """The same splits with a `not-digit` class: `fraction` x len(train) wrong cuts added to train (and likewise to
-    validation, from its own digits), and half of the digits re-normalised the same way (`renormalised`). The test
+    validation, from its own digits), half of the digits re-normalised the same way (`renormalised`), and 30% of the
+    1s and 7s written the other way (`styles.other_styles`: a flagged 1, a crossed 7). The test
     set keeps its digits only, scored against all 11 classes, so a digit
     called `not-digit` counts as a mistake. Normalisation stays the dataset's (MNIST's)."""
     if not isinstance(splits.train, ImageData):
