@@ -373,6 +373,8 @@ def test_busy_cpus_sees_a_spinning_process_now_and_forgets_it_when_it_ends():
     from digitlab.training.loop import busy_cpus
 
     idle = busy_cpus(0.3)
+    if (os.cpu_count() or 1) - idle < 1.0:
+        pytest.skip(f"{idle:.1f} of {os.cpu_count()} CPUs busy already: no free core for the spinner to show on")
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         time.sleep(0.2)
