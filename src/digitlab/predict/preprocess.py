@@ -105,11 +105,11 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
 
 def ink_map(gray: np.ndarray, small: bool | None = None, thumb: "_Thumb | None" = None) -> np.ndarray:
     """How much ink each pixel holds, in [0, 1], with paper tone, lighting gradients and shadows removed.
-    The background is whichever polarity the majority of pixels has (light paper when in doubt); on light paper ink is 1 - image/background
-    (lighting multiplies), on a dark background (chalk, MNIST itself) it is image - background. `small` (default:
-    images of at most 64 px: a tight crop, an icon, a digit 8-12 px tall) takes the polarity from the pixel
-    values' spread, since in a tight crop the ink can be the local majority; `thumb` lets several working sizes of
-    one photo share the (costly) background estimate."""
+    The background is whichever polarity the majority of pixels has (light paper when in doubt); on light paper ink
+    is 1 - image/background (lighting multiplies), on a dark background (chalk, MNIST itself) it is image -
+    background. `small` (default: images of at most 64 px: a tight crop, an icon, a digit 8-12 px tall) takes the
+    polarity from the pixel values' spread, since in a tight crop the ink can be the local majority; `thumb` lets
+    several working sizes of one photo share the (costly) background estimate."""
     if small if small is not None else max(gray.shape) <= 64:
         lo, q50, hi = np.percentile(gray, [0.02, 50, 99.98])  # one sort for all of them
         light_background = q50 - lo > hi - q50
@@ -237,8 +237,9 @@ def _detailed(mask: np.ndarray, min_stroke: float = 3.0, min_height: int = 48) -
 
 
 def _ink_mask(gray: np.ndarray, thumb: "_Thumb | None", small_photo: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Grayscale -> ink mask (and the ink map it was cut from). The paper's own noise level (median and MAD of the ink map, which is mostly paper) is
-    the floor; above it Otsu separates stroke cores from their soft edges, and half of that keeps the edges."""
+    """Grayscale -> ink mask (and the ink map it was cut from). The paper's own noise level (median and MAD of the
+    ink map, which is mostly paper) is the floor; above it Otsu separates stroke cores from their soft edges, and
+    half of that keeps the edges."""
     ink = ink_map(gray, small_photo, thumb)
     med = _median(ink)
     floor = med + 6 * 1.4826 * _median(np.abs(ink - med)) + 0.02

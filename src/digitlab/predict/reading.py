@@ -17,9 +17,9 @@ import torch
 from PIL import Image
 from scipy import ndimage as ndi
 
+from ..data.mnist_style import grey_to_mnist
 from ..data.reject import NOT_DIGIT
 from ..errors import DigitlabError
-from ..data.mnist_style import grey_to_mnist
 from .preprocess import GREY_BELOW, clean, drop_border_shapes, grey_digit, to_mnist
 
 if TYPE_CHECKING:

@@ -55,8 +55,9 @@ RECIPES: dict[str, dict[str, Any]] = {
                  "label_smoothing": 0.1, "augment": "light", "batch_size": 128, "epochs": 16, "ema": 0.998},
     # the reader that ships inside the package (src/digitlab/weights/reader.safetensors): the fast recipe's net and
     # optimiser, trained longer on MNIST plus a 'not-digit' class of wrong cuts (data/reject.py: pairs, parts of
-    # digits, digit + slice; 25% as many as the digits) under photo-like augmentation (data/batches.py
-    # reader_augment: rotation, shear, elastic, off-centre, stroke width, blur, low resolution). Seed fixed: the same
+    # digits, digit + slice; 25% as many as the digits), 30% of its 1s flagged and 7s crossed (data/styles.py), under
+    # photo-like augmentation (data/batches.py reader_augment: rotation, shear, elastic, off-centre, stroke width,
+    # blur, low resolution in grey levels). Seed fixed: the same
     # command on the same data gives the same weights on the same machine type.
     "reader": {"model": "fastcnn", "optimizer": "adamw", "lr": 4e-3, "weight_decay": 5e-4, "schedule": "onecycle",
                "label_smoothing": 0.1, "augment": "reader", "batch_size": 128, "epochs": 10, "ema": 0.995, "reject": 0.25,
