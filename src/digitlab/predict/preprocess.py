@@ -301,9 +301,14 @@ def digit_to_mnist(source, size: int = 28) -> Digit:
     cleaned = clean(source)
     mask = _main_shape(drop_border_shapes(cleaned.mask))
     rows = np.nonzero(mask.any(1))[0]
-    small = len(rows) and (rows[-1] - rows[0] + 1) * cleaned.scale < GREY_BELOW
+    small = len(rows) > 0 and small_writing(rows[-1] - rows[0] + 1, cleaned.scale)
     image = grey_to_mnist(grey_digit(mask, cleaned.ink, cleaned.scale), size) if small else to_mnist(mask, size)
     return Digit(image, _box(mask, cleaned.scale))
+
+
+def small_writing(height: float, scale: float) -> bool:
+    """Is writing `height` working pixels tall (`scale` photo pixels each) drawn from its grey levels?"""
+    return height * scale < GREY_BELOW
 
 
 def grey_digit(mask: np.ndarray, ink: np.ndarray, scale: float) -> np.ndarray:

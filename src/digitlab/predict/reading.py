@@ -20,7 +20,7 @@ from scipy import ndimage as ndi
 from ..data.mnist_style import grey_to_mnist
 from ..data.reject import NOT_DIGIT
 from ..errors import DigitlabError
-from .preprocess import GREY_BELOW, clean, drop_border_shapes, grey_digit, to_mnist
+from .preprocess import clean, drop_border_shapes, grey_digit, small_writing, to_mnist
 
 if TYPE_CHECKING:
     from .classifier import Classifier, Reading
@@ -227,9 +227,10 @@ def find_line(source: Any, strokes: bool = False) -> Line:
     cleaned = clean(source)
     writing = drop_border_shapes(cleaned.mask)
     angle = estimate_tilt(writing)
-    mask, inverse, grey = deskew(writing, angle, cleaned.ink)
+    mask, inverse, _ = deskew(writing, angle)
     pieces, height = over_segment(mask, strokes)
-    return Line(pieces, height, inverse, cleaned.scale, grey if height * cleaned.scale < GREY_BELOW else None)
+    grey = deskew(writing, angle, cleaned.ink)[2] if small_writing(height, cleaned.scale) else None  # rotated only if used
+    return Line(pieces, height, inverse, cleaned.scale, grey)
 
 
 def candidate_image(line: Line, mask: np.ndarray, y0: int, x0: int, size: int) -> np.ndarray:
