@@ -21,7 +21,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import digitlab  # noqa: E402
 from digitlab.training.config import RECIPES  # noqa: E402
-from time_to_accuracy import parse_overrides  # noqa: E402  (benchmarks/ is the script's folder)
+from time_to_accuracy import parse_overrides, spread  # noqa: E402  (benchmarks/ is the script's folder)
 
 
 def validation_curve(recipe: str, options: dict, seed: int, threads: int | None = None, dataset: str = "mnist") -> dict:
@@ -32,11 +32,6 @@ def validation_curve(recipe: str, options: dict, seed: int, threads: int | None 
     vals = [e["val_acc"] for e in run.history]
     return {"first": vals[0], "last": vals[-1], "best": max(vals),
             "seconds": statistics.fmean(e["seconds"] for e in run.history)}
-
-
-def cell(values: list[float], scale: float = 100.0, digits: int = 2) -> str:
-    std = statistics.stdev(values) * scale if len(values) > 1 else 0.0
-    return f"{statistics.fmean(values) * scale:.{digits}f} ± {std:.{digits}f}"
 
 
 def main() -> None:
@@ -59,8 +54,8 @@ def main() -> None:
     print(f"\n| {args.recipe} variant on {args.dataset} ({args.seeds} seeds) | val acc, epoch 1 | val acc, last epoch | best epoch | s/epoch |")
     print("|---|---|---|---|---|")
     for name, runs in rows:
-        print(f"| {name} | {cell([r['first'] for r in runs])}% | {cell([r['last'] for r in runs])}% | "
-              f"{cell([r['best'] for r in runs])}% | {cell([r['seconds'] for r in runs], 1.0, 1)} |")
+        pct = lambda key: spread([r[key] for r in runs], "%", 100, 2)  # noqa: E731
+        print(f"| {name} | {pct('first')} | {pct('last')} | {pct('best')} | {spread([r['seconds'] for r in runs], '', 1, 1)} |")
 
 
 if __name__ == "__main__":
