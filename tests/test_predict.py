@@ -128,6 +128,33 @@ def test_blank_image_and_non_images_are_refused(tmp_path):
         open_image(bomb)
 
 
+def _jpeg(gray: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(gray * 255, 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=80)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("side", [40, 300, 1200])
+def test_a_noisy_photo_of_empty_paper_is_still_refused(side):
+    rng = np.random.default_rng(side)
+    with pytest.raises(DigitlabError, match="no writing"):  # camera noise is not faint writing
+        digit_to_mnist(_jpeg(0.7 + rng.normal(0, 0.02, (side, side))))
+
+
+@pytest.mark.parametrize("level", [0.3, 0.45])
+def test_faint_pencil_on_noisy_graph_paper_half_in_shadow_is_found_whole(level):
+    rng = np.random.default_rng(0)
+    mask = _stroke_digit("0", 200)
+    yy, xx = np.mgrid[0:200, 0:200]
+    grid = np.where(((yy % 25) < 2) | ((xx % 25) < 2), 0.8, 1.0)
+    paper = level * grid * np.where(yy > 150 - 0.5 * xx, 0.7, 1.0)  # dim, squared paper, a shadow over a corner
+    photo = paper * np.where(mask, 0.6, 1.0) + rng.normal(0, 0.02, mask.shape)  # pencil, camera noise
+    clean = digit_to_mnist(_photo(mask)).image > 0.5
+    found = digit_to_mnist(_jpeg(photo)).image > 0.5  # was "no writing found" (0.3) or a quarter of the ring (0.45)
+    near = lambda a: ndi.binary_dilation(a, iterations=1)  # noqa: E731 (a pixel's shift is no loss)
+    assert (clean & near(found)).sum() > 0.9 * clean.sum() and (found & near(clean)).sum() > 0.9 * found.sum()
+
+
 @pytest.fixture(scope="module")
 def photos():
     if not REAL_DATA:
