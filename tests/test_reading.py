@@ -120,6 +120,14 @@ def test_touching_digits_are_split_and_read(judge):
     assert len({reading.text, *(t for t, _ in reading.alternatives)}) == 3
 
 
+@pytest.mark.parametrize("overlap", [10, 16])
+def test_bold_round_digits_that_overlap_are_cut_where_they_meet(judge, overlap):
+    # two bold 0s pressed together: the ink profile peaks where they meet (two strokes side by side) and has its
+    # valleys inside each 0, so only a cut at the even boundary separates them
+    line = _line([_ring(pen=18), _ring(pen=18)], [-overlap])
+    assert R.read_number(judge, _png(line)).text == "00"
+
+
 def test_a_detached_bar_joins_its_digit(judge):
     body = _ring(70, 70)
     five = np.zeros((100, 70), bool)
