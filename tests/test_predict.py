@@ -108,6 +108,17 @@ def test_a_hard_shadow_across_the_paper_is_not_read_as_chalk_on_a_board():
     assert ink[beside].mean() < 0.05  # ... and the paper beside it is not: not chalk on a board
 
 
+@pytest.mark.parametrize("side,noise", [(300, 0.02), (300, 0.04), (160, 0.03)])
+def test_camera_noise_does_not_lift_the_paper_above_its_own_level(side, noise):
+    # a max filter takes the noise's highest peaks for the paper: every paper pixel then looks 10-20% inked
+    rng = np.random.default_rng(0)
+    digit = np.zeros((side, side), bool)
+    digit[side // 4:side // 4 + side // 2, side // 4:side // 4 + side // 2] = _stroke_digit("0", side // 2)
+    photo = 0.5 * np.where(digit, 0.3, 1.0) + rng.normal(0, noise, digit.shape)
+    ink = ink_map(photo.astype(np.float32))
+    assert np.median(ink[~digit]) < 0.05 and np.median(ink[digit]) > 0.6
+
+
 def test_thin_pen_strokes_survive_the_downscale():
     big = np.zeros((1200, 1200), bool)
     big[300:900, 598:602] = True  # a 4 px line on a 1200 px photo: 0.1 px after a plain resize to 28

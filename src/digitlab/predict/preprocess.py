@@ -24,6 +24,7 @@ MAX_PIXELS = 40_000_000  # larger images are refused (decompression bombs); a 12
 WORK_SIDE = 1024  # photos are analysed at most this many pixels on their longer side
 UPSCALE_BELOW = 160  # smaller images (a digit 8-12 px tall, an MNIST-sized crop) are upscaled to about this first
 INK_FLOOR_CAP = 0.4  # the ink threshold's floor is at most this far from the paper to the darkest ink (0.3-0.5 alike on validation)
+DISC_RADIUS = 6  # pixels of the coarse copy the paper's disc closing runs on (6 and 8 alike on validation; 6 is 3x cheaper)
 GREY_BELOW = 20  # writing fewer photo pixels tall than this is drawn from its grey levels, not its binary mask
 
 
@@ -130,10 +131,29 @@ def _paper(gray: np.ndarray, light_background: bool) -> np.ndarray:
     """The paper under the writing: a grey closing (opening for chalk) with a square a fifth of the image
     wide, which wipes out strokes thinner than that and keeps every larger shape as it is, sharp edges included. So
     a hard shadow, a thumb or the edge of the page stays background instead of turning into a line of ink (the
-    percentile background this replaced smeared such edges across a third of the image)."""
+    percentile background this replaced smeared such edges across a third of the image).
+
+    The max filter also takes the camera noise's highest peaks for the paper, so in dim light or a small photo
+    every paper pixel looked 10-20% inked and faint writing sank into that. A second closing, with a disc as wide
+    as the square's diagonal (it wipes out every stroke the square does), on a block-averaged copy (`DISC_RADIUS`
+    px per disc radius: the averaging removes the noise) gives a paper level without that bias, and following round
+    shapes, a little more of a thumb's rounded edge (which a square leaves out, as arcs of "ink"); each pixel takes
+    the darker of the two. Validation photos, 4 seeds: renderer b's numbers 355 -> 361 of 400 exact, those of 8-12
+    px digits 297 -> 315, UCI's 314 -> 319; single digits and (a) within a few photos; 1.5-3.5 ms a call."""
     k = max(5, max(gray.shape) // 5)
     grow, shrink = (ndi.maximum_filter, ndi.minimum_filter) if light_background else (ndi.minimum_filter, ndi.maximum_filter)
-    return shrink(grow(gray, size=k, mode="nearest"), size=k, mode="nearest")
+    square = shrink(grow(gray, size=k, mode="nearest"), size=k, mode="nearest")
+    r = DISC_RADIUS
+    f = round(0.71 * k / r)  # the disc's radius is r pixels of a copy f times smaller
+    if f < 2:
+        return square
+    coarse = np.asarray(Image.fromarray(gray).resize((max(1, round(gray.shape[1] / f)), max(1, round(gray.shape[0] / f))),
+                                                     Image.Resampling.BOX))
+    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+    disc = yy * yy + xx * xx <= r * r + r
+    rounded = shrink(grow(coarse, footprint=disc, mode="nearest"), footprint=disc, mode="nearest")
+    rounded = np.asarray(Image.fromarray(rounded).resize(gray.shape[::-1], Image.Resampling.BILINEAR))
+    return np.minimum(square, rounded) if light_background else np.maximum(square, rounded)
 
 
 class _Thumb:
