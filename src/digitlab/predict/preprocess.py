@@ -259,15 +259,16 @@ def _detailed(mask: np.ndarray, min_stroke: float = 3.0, min_height: int = 48) -
 
 def _ink_mask(gray: np.ndarray, thumb: "_Thumb | None", small_photo: bool) -> tuple[np.ndarray, np.ndarray]:
     """Grayscale -> ink mask (and the ink map it was cut from). The paper's own noise level (median and MAD of the
-    ink map, which is mostly paper) is the floor, but when the darkest ink (99.99th percentile) stands 6 MADs out of
-    the paper, never above 40% of the way from the paper to it:
-    grid lines, a shadow's edge and dim-light noise widen the MAD until faint pencil sits under a 6-MAD floor ("no
-    writing found" on 4 of renderer b's 200 validation numbers); above it Otsu separates stroke cores from their soft
-    edges, and half of that keeps the edges."""
+    ink map, which is mostly paper) is the floor; but when the darkest ink (its 99.99th percentile, not one hot
+    pixel) stands 6 MADs out of the paper, the floor is never above `INK_FLOOR_CAP` of the way from the paper to
+    it: grid lines, a shadow's edge and dim-light noise widen the MAD until faint pencil sat under a 6-MAD floor
+    ("no writing found" on 4 of renderer b's 200 validation numbers). Above the floor Otsu separates stroke cores
+    from their soft edges, and half of that keeps the edges."""
     ink = ink_map(gray, small_photo, thumb)
     med = _median(ink)
     spread = 1.4826 * _median(np.abs(ink - med))
-    top = float(np.partition(ink.ravel(), int(0.9999 * (ink.size - 1)))[int(0.9999 * (ink.size - 1))])  # not one hot pixel
+    rank = int(0.9999 * (ink.size - 1))
+    top = float(np.partition(ink.ravel(), rank)[rank])
     floor = med + 6 * spread + 0.02
     if top - med >= 6 * spread:  # something stands out of the paper's noise (an empty photo's noise: 3-4 MADs)
         floor = min(floor, med + INK_FLOOR_CAP * (top - med))
