@@ -264,7 +264,7 @@ def _dead_pid() -> int:
     return proc.pid
 
 
-def test_stale_temp_files_are_removed_live_ones_kept(tmp_path, tiny_run, capsys):
+def test_stale_temp_files_are_removed_live_ones_kept(tmp_path, tiny_run, tiny_data, capsys):
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
     dead = run / f".last.safetensors.{_dead_pid()}.k2j4h1a0.tmp"
@@ -273,7 +273,7 @@ def test_stale_temp_files_are_removed_live_ones_kept(tmp_path, tiny_run, capsys)
         p.write_bytes(b"half a checkpoint")
     assert clean_stale_temps(run) == [dead] and live.exists()
     dead.write_bytes(b"again")
-    assert main(["evaluate", str(run), "--json"]) == 0  # evaluate writes into the run folder: it cleans first
+    assert main(["evaluate", str(run), "--data-root", str(tiny_data), "--json"]) == 0  # it writes into the run: cleans first
     capsys.readouterr()
     assert not dead.exists() and live.exists()
 
