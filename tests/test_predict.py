@@ -14,7 +14,7 @@ from scipy import ndimage as ndi
 import digitlab
 from conftest import REAL_DATA, assert_user_error, run_cli
 from digitlab.errors import DigitlabError
-from digitlab.data.mnist_style import STROKE_RATIO, grey_to_mnist, to_mnist, to_mnist_widths
+from digitlab.data.mnist_style import grey_to_mnist
 from digitlab.predict.preprocess import MAX_PIXELS, digit_to_mnist, ink_map, naive_28x28, open_image
 from photo_digits import make_photos, single_photo
 
@@ -117,15 +117,6 @@ def test_camera_noise_does_not_lift_the_paper_above_its_own_level(side, noise):
     photo = 0.5 * np.where(digit, 0.3, 1.0) + rng.normal(0, noise, digit.shape)
     ink = ink_map(photo.astype(np.float32))
     assert np.median(ink[~digit]) < 0.05 and np.median(ink[digit]) > 0.6
-
-
-def test_a_digit_is_drawn_at_several_stroke_widths_sharing_one_crop():
-    thin = _stroke_digit("0", 200)  # a 1-px-ish ring: the recipe grows it to each width
-    images = to_mnist_widths(thin, (STROKE_RATIO, 0.10, 0.16))
-    assert np.array_equal(images[0], to_mnist(thin))  # the first is the plain recipe
-    ink = [float(im.sum()) for im in images]
-    assert ink[1] < ink[0] < ink[2]  # thinner, MNIST's, bolder
-    assert all(im.shape == (28, 28) and im.max() > 0.9 for im in images)
 
 
 def test_thin_pen_strokes_survive_the_downscale():

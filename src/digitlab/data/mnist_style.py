@@ -26,33 +26,21 @@ def stroke_width(mask: np.ndarray) -> float:
 def to_mnist(mask: np.ndarray, size: int = 28, box: int = 20) -> np.ndarray:
     """A binary digit of any size -> size x size float image like MNIST's: stroke width normalised, longer side
     scaled to `box` pixels with anti-aliasing, centred by centre of mass."""
-    return to_mnist_widths(mask, (STROKE_RATIO,), size, box)[0]
-
-
-def to_mnist_widths(mask: np.ndarray, ratios: tuple[float, ...], size: int = 28, box: int = 20) -> list[np.ndarray]:
-    """`to_mnist` once per stroke width in `ratios` (stroke width / longer side; MNIST's is `STROKE_RATIO`),
-    sharing the crop and the distance transforms between them."""
     ys, xs = np.nonzero(mask)
     if len(ys) == 0:
-        return [np.zeros((size, size), np.float32) for _ in ratios]
+        return np.zeros((size, size), np.float32)
     crop = mask[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
     side = max(crop.shape)
+    target = STROKE_RATIO * side
     width = stroke_width(crop)
-    crop = np.pad(crop, int(np.ceil(max(ratios) * side)) + 2)
-    outside = inside = None
-    out = []
-    for ratio in ratios:
-        target = ratio * side
-        shape = crop
-        if width < 0.8 * target:  # thin pen: grow the strokes so they survive shrinking to 20 px
-            outside = ndi.distance_transform_edt(~crop) if outside is None else outside
-            shape = outside <= (target - width) / 2
-        elif width > 1.8 * target:  # felt marker: thin them a little
-            inside = ndi.distance_transform_edt(crop) if inside is None else inside
-            shape = inside > (width - 1.3 * target) / 2
-        ys, xs = np.nonzero(shape)
-        out.append(_box_and_centre(shape[ys.min():ys.max() + 1, xs.min():xs.max() + 1].astype(np.float32), size, box))
-    return out
+    pad = int(np.ceil(target)) + 2
+    crop = np.pad(crop, pad)
+    if width < 0.8 * target:  # thin pen: grow the strokes so they survive shrinking to 20 px
+        crop = ndi.distance_transform_edt(~crop) <= (target - width) / 2
+    elif width > 1.8 * target:  # felt marker: thin them a little
+        crop = ndi.distance_transform_edt(crop) > (width - 1.3 * target) / 2
+    ys, xs = np.nonzero(crop)
+    return _box_and_centre(crop[ys.min():ys.max() + 1, xs.min():xs.max() + 1].astype(np.float32), size, box)
 
 
 def grey_to_mnist(ink: np.ndarray, size: int = 28, box: int = 20) -> np.ndarray:

@@ -17,10 +17,10 @@ import torch
 from PIL import Image
 from scipy import ndimage as ndi
 
-from ..data.mnist_style import STROKE_RATIO, grey_to_mnist, to_mnist_widths
+from ..data.mnist_style import grey_to_mnist
 from ..data.reject import NOT_DIGIT
 from ..errors import DigitlabError
-from .preprocess import clean, drop_border_shapes, grey_digit, small_writing
+from .preprocess import clean, drop_border_shapes, grey_digit, small_writing, to_mnist
 
 if TYPE_CHECKING:
     from .classifier import Classifier, Reading
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 MAX_TILT = 10.0  # degrees of line tilt that are undone
 MAX_SPAN = 4  # a digit is at most this many pieces (a wide one cut at a valley and at an even boundary: 4)
 N_ALTERNATIVES = 2
-STROKE_VARIANTS = (0.10, 0.16)  # candidates are also read with these stroke widths (MNIST's: 0.13 of the size)
 
 
 @dataclass
@@ -237,18 +236,17 @@ def find_line(source: Any, strokes: bool = False) -> Line:
     return Line(pieces, height, inverse, cleaned.scale, grey)
 
 
-def candidate_images(line: Line, mask: np.ndarray, y0: int, x0: int, size: int) -> list[np.ndarray]:
+def candidate_image(line: Line, mask: np.ndarray, y0: int, x0: int, size: int) -> np.ndarray:
     """A candidate digit (pieces drawn into `mask` at y0, x0) as the model's size x size input: MNIST's binary
-    recipe, with MNIST's stroke width and then each of `STROKE_VARIANTS`, or for small writing one image of its grey
-    levels around the mask (a one-photo-pixel margin, as `digit_to_mnist`)."""
+    recipe, or for small writing its grey levels around the mask (a one-photo-pixel margin, as `digit_to_mnist`)."""
     if line.ink is None:
-        return to_mnist_widths(mask, (STROKE_RATIO, *STROKE_VARIANTS), size)
+        return to_mnist(mask, size)
     g = max(1, round(1 / line.scale))
     top, left = max(0, y0 - g), max(0, x0 - g)
     window = line.ink[top:y0 + mask.shape[0] + g, left:x0 + mask.shape[1] + g]
     placed = np.zeros(window.shape, bool)
     placed[y0 - top:y0 - top + mask.shape[0], x0 - left:x0 - left + mask.shape[1]] = mask  # the mask lies inside the ink
-    return [grey_to_mnist(grey_digit(placed, window, line.scale), size)]
+    return grey_to_mnist(grey_digit(placed, window, line.scale), size)
 
 
 def span_mask(pieces: list[Piece]) -> tuple[np.ndarray, int, int]:
@@ -381,19 +379,6 @@ def photo_box(mask: np.ndarray, y0: int, x0: int, line: Line) -> tuple[int, int,
     return int(x.min() * s), int(y.min() * s), int((x.max() + 1) * s), int((y.max() + 1) * s)
 
 
-def candidate_probs(clf: "Classifier", line: Line, masks: list[tuple[np.ndarray, int, int]]) -> tuple[torch.Tensor, np.ndarray]:
-    """The model's probabilities for every candidate, in one forward pass, and the candidates' images. Binary
-    candidates are also drawn with strokes a little thinner and bolder than MNIST's (`STROKE_VARIANTS`) and the
-    three answers averaged (geometric mean): a handwriting font's strokes are not MNIST's, and one stroke width
-    turned some digits into others (renderer b's validation numbers 361 -> 366 of 400, 5 photos fixed and none
-    lost; (a), (c) and UCI within a photo)."""
-    images = np.stack([candidate_images(line, m, y0, x0, clf.input_shape[1]) for m, y0, x0 in masks])  # (N, widths, H, W)
-    n, widths = images.shape[:2]
-    probs = clf.predict_prepared(torch.from_numpy(images.reshape(n * widths, 1, *images.shape[2:]))).probs
-    mean = torch.log(probs.view(n, widths, -1).clamp_min(1e-9)).mean(1).exp()
-    return mean / mean.sum(1, keepdim=True), images[:, :1]
-
-
 def read_number(clf: "Classifier", source: Any, top_k: int = 3, weights: Weights | None = None) -> "Reading":
     """A number written on one line -> the best reading, its next alternatives, each digit with its box."""
     from .classifier import Reading, make_read_digit
@@ -401,8 +386,10 @@ def read_number(clf: "Classifier", source: Any, top_k: int = 3, weights: Weights
     w = weights or (READER_WEIGHTS if NOT_DIGIT in clf.classes else Weights())
     line = find_line(source, strokes=w.stroke_cuts)
     candidates = spans(line)
+    size = clf.input_shape[1]
     masks = [span_mask(line.pieces[i:j]) for i, j in candidates]
-    probs, batch = candidate_probs(clf, line, masks)
+    batch = np.stack([candidate_image(line, m, y0, x0, size)[None] for m, y0, x0 in masks])
+    probs = clf.predict_prepared(torch.from_numpy(batch)).probs
     digit_names = [c for c in clf.classes if c != NOT_DIGIT]
     log, _ = digit_log_scores(probs, clf.classes, w)
     results = best_readings(len(line.pieces), score_table(line, candidates, log, digit_names, w), skip_costs(line, w))
