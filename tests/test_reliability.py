@@ -321,6 +321,16 @@ def test_repeated_sigkill_leaves_no_debris_and_resume_completes(tmp_path, tiny_d
     assert (out / "metrics.json").is_file()
 
 
+def test_resume_rewrites_metrics_a_kill_left_behind_the_checkpoint(tmp_path, tiny_run, capsys):
+    # killed between the renames of last.state.pt and metrics.jsonl: the checkpoint has the epoch, the metrics not
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / "metrics.jsonl").write_text("")
+    assert main(["train", "--resume", str(run)]) == 0
+    capsys.readouterr()
+    assert [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1]
+
+
 # 8: a corrupt checkpoint is found before an epoch is spent
 
 def test_resume_with_a_corrupt_best_checkpoint_fails_up_front(capsys, tmp_path, tiny_run):

@@ -349,6 +349,8 @@ def _restore(s: _Session, state: dict) -> None:
         s.ema.load_state_dict(state["ema"])
     s.start_epoch, s.history, s.best, s.bad_epochs = state["epoch"] + 1, state["history"], state["best"], state["bad_epochs"]
     s.elapsed_before = s.history[-1]["elapsed"] if s.history else 0.0
+    if s.rank == 0:  # a kill between the checkpoint's rename and the metrics' left them an epoch apart: the state wins
+        atomic_write_all(_history_writes(s.run_dir, s.history))
     s.say(f"resuming {s.run_dir} after epoch {state['epoch']}")
 
 
