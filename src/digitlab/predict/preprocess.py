@@ -19,6 +19,7 @@ from scipy import ndimage as ndi
 
 from ..data.mnist_style import grey_to_mnist, stroke_width, to_mnist
 from ..errors import DigitlabError
+from .paper_lines import find_paper_lines, remove_paper_lines
 
 MAX_PIXELS = 40_000_000  # larger images are refused (decompression bombs); a 12 MP phone photo is fine
 WORK_SIDE = 1024  # photos are analysed at most this many pixels on their longer side
@@ -277,6 +278,11 @@ def _ink_mask(gray: np.ndarray, thumb: "_Thumb | None", small_photo: bool) -> tu
     if above.size < 10 or float(np.partition(above, p90)[p90]) < 0.06:
         raise DigitlabError("no writing found in the image (it is almost uniform); is it the right file?")
     mask = ink > max(floor, 0.5 * otsu_threshold(above))
+    lines = find_paper_lines(ink > floor)  # found above the noise floor, where a faint grid shows along its length
+    if lines:  # ruled or squared paper (paper_lines.py): its lines leave the mask and the grey ink
+        kept = remove_paper_lines(mask, lines)
+        ink = np.where(mask & ~kept, np.float32(0), ink)
+        mask = kept
     labels, n = ndi.label(mask)
     if n == 0:
         raise DigitlabError("no writing found in the image")
