@@ -79,3 +79,29 @@ class FastCNN(nn.Module):
 def fastcnn(num_classes: int = 10, in_chans: int = 1, image_size: int = 28, width: int = 32) -> FastCNN:
     """Small BN CNN for time-to-accuracy on CPU; 121,786 parameters on MNIST."""
     return FastCNN(num_classes, in_chans, image_size, width)
+
+
+class SprintCNN(nn.Module):
+    """The fewest FLOPs that still reach 99% on MNIST in one epoch: a 5x5 conv (w channels) and a 3x3 conv (4w/3),
+    each unpadded and max-pooled before its BatchNorm and ReLU, then Dense(256). 1.2 M MACs per digit, a sixth of
+    fastcnn's: on a CPU, where the conv arithmetic is the limit, a sixth of the time per epoch."""
+
+    def __init__(self, num_classes: int = 10, in_chans: int = 1, image_size: int = 28, width: int = 24, dense: int = 256):
+        super().__init__()
+        w2 = 4 * width // 3
+        self.features = nn.Sequential(
+            nn.Conv2d(in_chans, width, 5, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+            nn.Conv2d(width, w2, 3, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(w2), nn.ReLU(inplace=True),
+        )
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(flat_features(self.features, in_chans, image_size), dense),
+                                        nn.ReLU(inplace=True), nn.Linear(dense, num_classes))
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+@register("sprintcnn", "cnn", "digitlab's sprint recipe net: conv5x5-24, conv3x3-32, pool before BN, Dense256 (1.2 M MACs per digit)",
+          min_size=16)
+def sprintcnn(num_classes: int = 10, in_chans: int = 1, image_size: int = 28, width: int = 24, dense: int = 256) -> SprintCNN:
+    """Small BN CNN for the shortest time to 99% on CPU; 215,250 parameters on MNIST."""
+    return SprintCNN(num_classes, in_chans, image_size, width, dense)
