@@ -71,7 +71,7 @@ def row(name: str, runs: list[dict], tracked: tuple[float, ...] = TARGETS) -> st
             cells.append(f"not run to it (stops at {100 * tracked[-1]:.1f}%)")
             continue
         times = [r["reached"][t] for r in runs if t in r["reached"]]
-        cells.append(spread(times) + (f" ({len(times)}/{len(runs)} seeds)" if len(times) < len(runs) else ""))
+        cells.append(spread(times, digits=1) + (f" ({len(times)}/{len(runs)} seeds)" if len(times) < len(runs) else ""))
     cells.append(spread([r["final"] for r in runs], "%", 100, 2))
     return f"| {name} | " + " | ".join(cells) + " |"
 

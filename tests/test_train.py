@@ -170,6 +170,14 @@ def test_real_mnist_one_epoch(real_root, tmp_path):
 
 
 @pytest.mark.slow
+def test_sprint_recipe_reaches_99_percent_in_its_one_epoch(real_root, tmp_path):
+    """The sprint recipe's claim (README, time to accuracy): one epoch of sprintcnn, 99% on MNIST's test set."""
+    run = digitlab.train(recipe="sprint", dataset="mnist", data_root=str(real_root), out=str(tmp_path / "s"), verbose=False)
+    assert len(run.history) == 1 and run.config.model == "sprintcnn"
+    assert run.test_accuracy >= 0.99
+
+
+@pytest.mark.slow
 def test_tensorboard_log_has_scalars_histograms_images_and_graph(tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -120,7 +120,8 @@ def find_paper_lines(ink_mask: np.ndarray) -> list[PaperLine]:
         if thickness > max_thick:
             continue
         lines.append((normal, rho, thickness, pts[on]))
-    return [PaperLine((float(n[0]), float(n[1])), rho * f + (f - 1) / 2, t * f)
+    # a small pixel i covers working pixels i*f .. i*f + f - 1: its centre is i*f + (f - 1)/2 on both axes
+    return [PaperLine((float(n[0]), float(n[1])), rho * f + (f - 1) / 2 * float(n[0] + n[1]), t * f)
             for n, rho, t, _ in _overhanging(small, lines)]
 
 
@@ -164,8 +165,9 @@ def remove_paper_lines(mask: np.ndarray, lines: list[PaperLine]) -> np.ndarray:
         return mask
     ys, xs = np.nonzero(mask)
     bands = [(np.array(line.normal), line.rho, line.thickness / 2 + 1) for line in lines]
+    on = _on_lines(ys, xs, bands)
     bare = mask.copy()
-    bare[ys[_on_lines(ys, xs, bands)], xs[_on_lines(ys, xs, bands)]] = False
+    bare[ys[on], xs[on]] = False
     out = bare.copy()
     for normal, rho, half in bands:
         d = ys * normal[0] + xs * normal[1] - rho
