@@ -56,6 +56,7 @@ def _train_parser(sub) -> None:
     p.add_argument("--augment", help="none, light, strong (digits: affine warps; colour: crop + flip) or flip (crop + flip, any image)")
     p.add_argument("--reject", type=float, metavar="FRACTION",
                    help="digit datasets: add this fraction of 'not-digit' wrong cuts (pairs, parts of digits) as an 11th class")
+    p.add_argument("--precision", help="training arithmetic: auto (bf16 on CUDA and on CPUs with native bf16), fp32 or bf16")
     p.add_argument("--ema", type=float, help="decay of an EMA of the weights, e.g. 0.995, warmed up as (1+n)/(10+n) over the first steps; the EMA weights are evaluated and saved (0 = off)")
     p.add_argument("--val-split", type=float, help="fraction of train held out for validation (default 0.1)")
     p.add_argument("--early-stop", type=int, metavar="PATIENCE")
