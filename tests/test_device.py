@@ -17,9 +17,10 @@ def _bf16_inside(ctx) -> bool:
 def test_auto_follows_the_cpus_bf16_and_fp32_always_wins(monkeypatch, native):
     monkeypatch.setattr(dev, "native_bf16_cpu", lambda: native)
     cpu = torch.device("cpu")
-    assert _bf16_inside(dev.train_autocast(cpu, "auto")) is native
-    assert _bf16_inside(dev.train_autocast(cpu, "fp32")) is False
-    assert _bf16_inside(dev.train_autocast(cpu, "bf16")) is True
+    assert _bf16_inside(dev.autocast(cpu, "auto", training=True)) is native
+    assert _bf16_inside(dev.autocast(cpu, "fp32", training=True)) is False
+    assert _bf16_inside(dev.autocast(cpu, "bf16", training=True)) is True
+    assert _bf16_inside(dev.autocast(cpu)) is False  # inference on a CPU: fp32 whatever the CPU
 
 
 def test_native_bf16_reads_the_cpu_flags(monkeypatch, tmp_path):

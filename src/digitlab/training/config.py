@@ -120,7 +120,7 @@ class TrainConfig:
     time_budget: float = opt(0.0, ge=0)  # seconds of training; stop before an epoch that would overrun it; 0 = off
     seed: int = opt(0, ge=0, lt=2**31)
     device: str = opt("auto")
-    precision: str = opt("auto", choices=PRECISIONS)  # training's arithmetic (device.train_autocast)
+    precision: str = opt("auto", choices=PRECISIONS)  # training's arithmetic (device.autocast)
     threads: int = opt(0, ge=0, le=1024)  # 0: one per CPU this process may use (see loop.default_threads)
     stream: bool = opt(False)  # image folders: stream from disk with DataLoader workers even if the folder fits in memory
     workers: int | None = opt(None, ge=0)  # DataLoader processes for a streamed folder; None: one per core, at most 8

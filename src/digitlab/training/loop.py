@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from ..data import augment, epoch_order, iterate_batches, load_dataset, normalize
 from ..data.reject import with_reject_class
-from ..device import memory_format, pick_device, train_autocast
+from ..device import autocast, memory_format, pick_device
 from ..errors import DigitlabError
 from ..models import count_params, create_model
 from ..runs import (atomic_write_all, atomic_write_text, check_free_space, clean_stale_temps, load_model, load_state, model_writer,
@@ -451,7 +451,7 @@ def train_one_epoch(s: _Session, epoch: int) -> dict:
             group["lr"] = lr
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)  # no-op in memory
         x = normalize(augment(images, cfg.augment, generator), s.mean, s.std).contiguous(memory_format=s.fmt)
-        with train_autocast(device, cfg.precision):
+        with autocast(device, cfg.precision, training=True):
             logits = s.step_model(x)
         loss = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing)
         s.optimizer.zero_grad(set_to_none=True)
