@@ -41,7 +41,7 @@ def _train_parser(sub) -> None:
                        "unset flags take the recipe's or the model's defaults.")
     p.add_argument("--model", help="model name (digitlab models list); default lenet5")
     _add_data_args(p)
-    p.add_argument("--recipe", help="named option set: fast (time to accuracy), accurate (best in 10 min on a 2-core CPU), "
+    p.add_argument("--recipe", help="named option set: sprint (99%% in one epoch), fast (time to accuracy), accurate (best single model in 10 min on a 2-core CPU), "
                    "reader (the shipped photo reader: digits + not-digit), teach (fine-tuning with --init-from) or pytorch-example")
     p.add_argument("--config", help="TOML/YAML/JSON file with the same options")
     p.add_argument("--epochs", type=int)
@@ -62,6 +62,9 @@ def _train_parser(sub) -> None:
     p.add_argument("--early-stop", type=int, metavar="PATIENCE")
     p.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop before an epoch that would overrun this training time")
     p.add_argument("--seed", type=int)
+    p.add_argument("--split-seed", type=int, help="seed of the train/validation split (default: --seed)")
+    p.add_argument("--ensemble", type=int, metavar="N", help="train N members (one run folder each, same validation split, "
+                   "their own seeds) and save them as one model that averages their probabilities")
     p.add_argument("--device", help="auto, cpu, cuda or mps")
     p.add_argument("--threads", type=int, help="CPU threads (default: the CPUs not already busy, by the load average; at least 1)")
     p.add_argument("--image-size", type=int, help="resize images to this square size")

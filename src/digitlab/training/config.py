@@ -119,6 +119,8 @@ class TrainConfig:
     early_stop: int = opt(0, ge=0)  # patience in epochs; 0 = off
     time_budget: float = opt(0.0, ge=0)  # seconds of training; stop before an epoch that would overrun it; 0 = off
     seed: int = opt(0, ge=0, lt=2**31)
+    split_seed: int | None = opt(None, ge=0, lt=2**31)  # which images go to validation; None: seed
+    ensemble: int = opt(1, ge=1, le=16)  # train this many members (seeds from seed) and save them as one model
     device: str = opt("auto")
     precision: str = opt("auto", choices=PRECISIONS)  # training's arithmetic (device.autocast)
     threads: int = opt(0, ge=0, le=1024)  # 0: one per CPU this process may use (see loop.default_threads)
@@ -140,6 +142,11 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @property
+    def data_seed(self) -> int:
+        """The seed that picks the validation images: split_seed where set (an ensemble's members share one split)."""
+        return self.seed if self.split_seed is None else self.split_seed
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}

@@ -83,7 +83,7 @@ def fine_tune_data(cfg: Any, record: dict[str, Any], replay: int) -> DataSplits:
     c, h, _ = record["input_shape"]
     classes = list(record["classes"])
     is_folder = (cfg.dataset or "").startswith("folder:")
-    data = load_dataset(cfg.dataset, root=cfg.data_root, val_split=cfg.val_split, seed=cfg.seed, image_size=h, channels=c,
+    data = load_dataset(cfg.dataset, root=cfg.data_root, val_split=cfg.val_split, seed=cfg.data_seed, image_size=h, channels=c,
                         classes=classes if is_folder else None)
     if not isinstance(data.train, ImageData):
         raise DigitlabError(f"{cfg.dataset} does not fit in memory; a fine-tune reads its images into memory")

@@ -36,28 +36,10 @@ from .config import TrainConfig, check_options, read_config_file, resolve_config
 from .finetune import fine_tune_data, fine_tune_options, load_source_weights, replay_count, source_record, source_summary
 from ..evaluation import EvalResult, evaluate
 from .report import write_run_outputs
-from .record import run_record
+from .ensemble import train_ensemble
+from .record import Run, run_record
 
 RESUMABLE_OVERRIDES = {"epochs", "device", "threads", "tensorboard", "early_stop", "compile", "stream", "workers"}
-
-
-@dataclass
-class Run:
-    """What a finished training run leaves: its folder, config, per-epoch history and test scores."""
-
-    dir: Path
-    config: TrainConfig
-    history: list[dict]
-    test: dict | None
-    best_epoch: int
-
-    @property
-    def metrics(self) -> dict[str, Any]:
-        return {"best_epoch": self.best_epoch, "history": self.history, "test": self.test}
-
-    @property
-    def test_accuracy(self) -> float | None:
-        return self.test["accuracy"] if self.test else None
 
 
 def lr_at(cfg: TrainConfig, base_lr: float, step: int, total_steps: int, steps_per_epoch: int) -> float:
@@ -136,10 +118,12 @@ def _prepare(config: TrainConfig | dict | None, resume: str | Path | None, confi
     elif merged.get("replay") is not None:
         raise DigitlabError("--replay mixes source images into a fine-tune; it needs --init-from RUN")
     cfg = resolve_config(merged)
+    if cfg.ensemble > 1 and (cfg.init_from or _distributed()[1] > 1):
+        raise DigitlabError("--ensemble trains its members from scratch one after another; use it without --init-from and --nproc")
     dataset_tag = (cfg.dataset or "mnist").replace("folder:", "").replace("/", "_").strip("_.") or "data"
     run_dir = Path(cfg.out or Path("runs") / f"{cfg.model}-{dataset_tag}-{datetime.now():%Y%m%d-%H%M%S}")
     check_output_folder(run_dir, "--out")
-    if (run_dir / "last.state.pt").exists():
+    if (run_dir / "last.state.pt").exists() or (run_dir / "member-0").exists():
         raise DigitlabError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, or pass --out NEW_FOLDER")
     clean_stale_temps(run_dir)
     return cfg, run_dir, None
@@ -148,7 +132,7 @@ def _prepare(config: TrainConfig | dict | None, resume: str | Path | None, confi
 def _prepare_resume(run_dir: Path, options: dict) -> tuple[TrainConfig, Path, dict]:
     """The saved config with the allowed overrides, and the resume state; both checkpoints are read in full first."""
     state_path = run_dir / "last.state.pt"
-    if not state_path.is_file():
+    if not state_path.is_file() and not (run_dir / "member-0").is_dir():
         raise DigitlabError(f"{run_dir}: nothing to resume (no last.state.pt); start a new run without --resume")
     clean_stale_temps(run_dir)
     try:
@@ -163,6 +147,8 @@ def _prepare_resume(run_dir: Path, options: dict) -> tuple[TrainConfig, Path, di
     if changed:
         raise DigitlabError(f"cannot change {', '.join(sorted(changed))} when resuming; only {', '.join(sorted(RESUMABLE_OVERRIDES))} may change")
     saved.update({k: v for k, v in options.items() if k in RESUMABLE_OVERRIDES})
+    if saved.get("ensemble", 1) > 1:  # its members resume themselves (training/ensemble.py)
+        return TrainConfig(**saved).validate(), run_dir, None
     state = load_state(state_path)
     for name in ("last.safetensors", "best.safetensors"):
         if not (run_dir / name).is_file():
@@ -284,6 +270,9 @@ def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None
     >>> run = train(model="lenet5", dataset="mnist", epochs=3)   # doctest: +SKIP
     """
     cfg, run_dir, state = _prepare(config, resume, config_file, options)
+    if cfg.ensemble > 1:
+        with scoped_globals(cfg.threads):
+            return train_ensemble(cfg, run_dir, verbose, train_member=train)
     with scoped_globals(cfg.threads):
         s = _set_up(cfg, run_dir, verbose)
         if state is not None:
@@ -315,7 +304,7 @@ def _set_up(cfg: TrainConfig, run_dir: Path, verbose: bool) -> _Session:
     if source:
         data = fine_tune_data(cfg, source, replay_count(cfg.replay))
     else:
-        data = load_dataset(cfg.dataset, root=cfg.data_root, val_split=cfg.val_split, seed=cfg.seed, image_size=cfg.image_size,
+        data = load_dataset(cfg.dataset, root=cfg.data_root, val_split=cfg.val_split, seed=cfg.data_seed, image_size=cfg.image_size,
                             channels=cfg.channels, stream=cfg.stream or None, workers=cfg.workers)
     if cfg.reject:
         data = with_reject_class(data, cfg.reject, cfg.seed)

@@ -1,7 +1,10 @@
-"""What a checkpoint says about itself: enough to use it (classes, input shape, normalisation) and to make it
-again (the config, the equivalent command line, the digitlab version and the checksums of the data files)."""
+"""What a run leaves (Run) and what its checkpoint says about itself: enough to use it (classes, input shape,
+normalisation) and to make it again (the config, the equivalent command line, the digitlab version and the checksums
+of the data files)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -12,6 +15,25 @@ from .config import TrainConfig, resolve_config
 
 DIGIT_DATASETS = ("mnist", "mnist-sample", "kmnist")  # ink on paper: photos get MNIST-style preprocessing
 NOT_REPRODUCING = ("out", "data_root", "device", "threads", "workers", "tensorboard", "track_test")  # where, not what
+
+
+@dataclass
+class Run:
+    """What a finished training run leaves: its folder, config, per-epoch history and test scores."""
+
+    dir: Path
+    config: TrainConfig
+    history: list[dict]
+    test: dict | None
+    best_epoch: int
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return {"best_epoch": self.best_epoch, "history": self.history, "test": self.test}
+
+    @property
+    def test_accuracy(self) -> float | None:
+        return self.test["accuracy"] if self.test else None
 
 
 def command_line(cfg: TrainConfig) -> str:

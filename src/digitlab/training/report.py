@@ -32,6 +32,29 @@ def write_eval_pictures(out: Path, result: EvalResult, data: ImageData, prefix: 
     plot_grid(data.take(torch.arange(n)), titles, out / f"{prefix}samples.png", colors=colors, suptitle="Test images with predictions (red = wrong)")
 
 
+def _percent(fraction: float | None) -> str:
+    return f"{100 * fraction:.2f}" if fraction is not None else "-"
+
+
+def _test_section(result: EvalResult) -> str:
+    """The end of every report.md: per-class scores and the pictures write_eval_pictures made."""
+    per_class = "\n".join(f"| {r['class']} | {r['precision']:.4f} | {r['recall']:.4f} | {r['f1']:.4f} | {r['support']} |"
+                          for r in result.per_class())
+    return f"""## Per-class scores (test)
+| class | precision | recall | F1 | support |
+|---|---|---|---|---|
+{per_class}
+
+![confusion matrix](confusion.png)
+
+## Most confident mistakes
+![mistakes](mistakes.png)
+
+## Sample predictions
+![samples](samples.png)
+"""
+
+
 def write_run_outputs(run_dir: Path, cfg: TrainConfig, history: list[dict], best_epoch: int, result: EvalResult,
                       test: ImageData, model: torch.nn.Module, input_shape: tuple[int, int, int]) -> None:
     plot_curves(history, run_dir / "curves.png")
@@ -45,7 +68,6 @@ def write_run_outputs(run_dir: Path, cfg: TrainConfig, history: list[dict], best
     rows = "\n".join(f"| {h['epoch']} | {h['seconds']:.1f} | {h['train_loss']:.4f} | {100 * h['train_acc']:.2f} | "
                      + (f"{h['val_loss']:.4f} | {100 * h['val_acc']:.2f}" if h["val_acc"] is not None else "- | -")
                      + f" | {h['lr']:.2e} |" for h in history)
-    per_class = "\n".join(f"| {r['class']} | {r['precision']:.4f} | {r['recall']:.4f} | {r['f1']:.4f} | {r['support']} |" for r in result.per_class())
     text = f"""# Run report: {cfg.model} on {cfg.dataset or 'mnist (default)'}
 
 **Test accuracy: {100 * result.accuracy:.2f}%** (loss {result.loss:.4f}, {len(test)} images), from the checkpoint of
@@ -64,17 +86,32 @@ epoch {best_epoch} (chosen on validation accuracy; the test set was not used for
 
 ![curves](curves.png)
 
-## Per-class scores (test)
-| class | precision | recall | F1 | support |
-|---|---|---|---|---|
-{per_class}
+{_test_section(result)}"""
+    atomic_write_text(run_dir / "report.md", text)
 
-![confusion matrix](confusion.png)
 
-## Most confident mistakes
-![mistakes](mistakes.png)
+def write_ensemble_report(run_dir: Path, cfg: TrainConfig, metrics: dict, result: EvalResult, test: ImageData) -> None:
+    """metrics.json, report.md and the test pictures of `train --ensemble N`; the members' folders hold their own."""
+    write_eval_pictures(run_dir, result, test)
+    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+    rows = "\n".join(f"| [{m['folder']}]({m['folder']}/report.md) | {m['seed']} | {_percent(m['best_val_acc'])} | "
+                     f"{_percent(m['test_accuracy'])} |" for m in metrics["members"])
+    val = metrics["best_val_acc"]
+    text = f"""# Run report: an ensemble of {cfg.ensemble} {cfg.model} on {cfg.dataset or 'mnist (default)'}
 
-## Sample predictions
-![samples](samples.png)
-"""
+**Test accuracy: {100 * result.accuracy:.2f}%** (loss {result.loss:.4f}, {len(test)} images), the members' probabilities
+averaged{f"; validation {100 * val:.2f}%" if val is not None else ""}. {metrics['params']:,} parameters in all,
+{metrics['train_seconds']:.1f} s of training, {metrics['wall_seconds']:.1f} s with validation and scoring.
+
+## Members (each chose its best epoch on the same validation split)
+| member | seed | val acc % | test acc % |
+|---|---|---|---|
+{rows}
+
+## Config
+```json
+{json.dumps(cfg.to_dict(), indent=2)}
+```
+
+{_test_section(result)}"""
     atomic_write_text(run_dir / "report.md", text)
