@@ -14,6 +14,9 @@ from PIL import Image
 import digitlab
 from conftest import make_idx_dataset
 from digitlab.cli import main as cli_main
+from digitlab.predict.onnx import export_onnx
+from digitlab.predict.quantize import first_block
+from digitlab.runs import save_model
 
 pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
@@ -60,11 +63,13 @@ def test_int8_file_is_quantised_carries_the_record_and_agrees_with_fp32(tiny_run
     ops = {node.op_type for node in proto.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     int8_weights = [t for t in proto.graph.initializer if t.data_type == onnx.TensorProto.INT8]
-    assert len(int8_weights) >= 5  # both convs and the three linear layers
+    assert len(int8_weights) >= 4  # the second conv and the three linear layers
+    first_conv = next(node for node in proto.graph.node if node.op_type == "Conv")  # the first block stays fp32
+    assert {t.name: t.data_type for t in proto.graph.initializer}[first_conv.input[1]] == onnx.TensorProto.FLOAT
     int8 = digitlab.load(int8_file)
     fp32 = digitlab.load(run)
     quantization = int8.record["quantization"]
-    assert quantization["type"] == "int8"
+    assert quantization["type"] == "int8" and quantization["fp32"] == "the first conv block"
     assert quantization["calibration"] == {"dataset": "mnist", "images": 200}  # all 200: fewer than the default 300
     assert int8.classes == fp32.classes and int8.record["mean"] == fp32.record["mean"]
     test = digitlab.load_dataset("mnist", root=data, val_split=0).test
@@ -73,6 +78,18 @@ def test_int8_file_is_quantised_carries_the_record_and_agrees_with_fp32(tiny_run
     a, b = fp32.predict(images), int8.predict(images)
     assert (a.labels == b.labels).float().mean() >= 0.9
     assert (a.probs - b.probs).abs().max() < 0.2
+
+
+@pytest.mark.parametrize("name, kept", [("fastcnn", ["Conv", "MaxPool", "BatchNormalization", "Relu"]),
+                                         ("lenet5", ["Conv", "MaxPool", "Relu"]), ("cnn", []), ("mlp", [])])
+def test_the_first_conv_block_stays_fp32_unless_it_ends_in_its_pool(name, kept, tmp_path):
+    model = digitlab.create_model(name)
+    record = {"model": model.digitlab_config, "classes": [str(i) for i in range(10)], "input_shape": [1, 28, 28],
+              "mean": [0.13], "std": [0.31], "dataset": "mnist"}
+    save_model(tmp_path / "m.safetensors", model, record)
+    graph = onnx.load(str(export_onnx(tmp_path / "m.safetensors", tmp_path / "m.onnx"))).graph
+    ops = {node.name: node.op_type for node in graph.node}
+    assert [ops[n] for n in first_block(graph)] == kept
 
 
 def test_predict_and_serve_take_the_int8_file(tiny_run, int8_file, tmp_path, capsys):
