@@ -59,8 +59,8 @@ def _combine(cfg: TrainConfig, run_dir: Path, say) -> Run:
     started = time.perf_counter()
     folders = [Path(member_config(cfg, i, run_dir).out) for i in range(cfg.ensemble)]
     members = [load_model(folder / "best.safetensors")[0] for folder in folders]
-    data = load_dataset(cfg.dataset, root=cfg.data_root, val_split=cfg.val_split, seed=cfg.data_seed,
-                        image_size=cfg.image_size, channels=cfg.channels)
+    data = load_dataset(cfg.dataset, root=cfg.data_root, val_split=cfg.val_split, seed=cfg.data_seed, image_size=cfg.image_size,
+                        channels=cfg.channels, stream=cfg.stream or None, workers=cfg.workers)
     if cfg.reject:
         data = with_reject_class(data, cfg.reject, cfg.seed)
     c, h, _ = data.input_shape
