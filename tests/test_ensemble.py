@@ -33,6 +33,8 @@ def test_the_saved_model_averages_its_members_probabilities(ensemble_run):
     model, record = load_model(ensemble_run.dir)
     assert record["model"]["name"] == "ensemble" and record["model"]["kwargs"]["size"] == 2
     assert record["classes"] == [str(d) for d in range(10)] and "--ensemble 2" in record["command"]
+    metrics = json.loads((ensemble_run.dir / "metrics.json").read_text())
+    assert record["metrics"]["val_acc"] == metrics["best_val_acc"] > 0  # what serve's /api/models shows
     members = [load_model(ensemble_run.dir / f"member-{i}")[0] for i in range(2)]
     x = torch.randn(5, 1, 28, 28)
     with torch.no_grad():

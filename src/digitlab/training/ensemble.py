@@ -80,7 +80,8 @@ def _combine(cfg: TrainConfig, run_dir: Path, say) -> Run:
                "members": [{"folder": f.name, "seed": member_config(cfg, i, run_dir).seed, "best_val_acc": m["best_val_acc"],
                             "test_accuracy": m["test"]["accuracy"]} for i, (f, m) in enumerate(zip(folders, done))],
                "test": test.to_dict()}
-    record = {**run_record(cfg, data, model), "metrics": {k: metrics[k] for k in ("ensemble", "best_val_acc", "train_seconds")}}
+    record = {**run_record(cfg, data, model),  # "metrics" named as in a run's checkpoints (serve shows val_acc)
+              "metrics": {"val_acc": metrics["best_val_acc"], "ensemble": cfg.ensemble, "train_seconds": metrics["train_seconds"]}}
     save_model(run_dir / "best.safetensors", model, record)
     write_ensemble_report(run_dir, cfg, metrics, test, data.test)
     say(f"ensemble of {cfg.ensemble}: test accuracy {100 * test.accuracy:.2f}% (members "
