@@ -15,6 +15,8 @@ from .registry import create_model, register
 
 
 class Ensemble(nn.Module):
+    """Members that share one input; the output is the log of their mean probabilities (a log-probability per class)."""
+
     def __init__(self, members: list[nn.Module]):
         super().__init__()
         self.members = nn.ModuleList(members)
