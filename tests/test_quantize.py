@@ -114,6 +114,20 @@ def test_predict_and_serve_take_the_int8_file(tiny_run, int8_file, tmp_path, cap
     assert body["model"] == "run-int8" and body["label"] in [str(i) for i in range(10)]
 
 
+def test_evaluate_scores_the_int8_and_fp32_onnx_files_as_they_serve(tiny_run, int8_file, tmp_path, capsys):
+    run, data = tiny_run
+    scores = {}
+    for name, model in (("torch", run), ("int8", int8_file)):
+        code, out, err = run_main(capsys, "evaluate", str(model), "--data-root", str(data), "--json", "--out", str(tmp_path / name))
+        assert code == 0, err
+        scores[name] = json.loads(out)
+    test = digitlab.load_dataset("mnist", root=data, val_split=0).test
+    served = (digitlab.load(int8_file).predict(test.images).labels == test.labels).double().mean().item()
+    assert scores["int8"]["accuracy"] == pytest.approx(served, abs=1e-9)  # onnxruntime's answers, not torch's
+    assert abs(scores["int8"]["accuracy"] - scores["torch"]["accuracy"]) <= 0.1
+    assert scores["int8"]["n"] == len(test) and (tmp_path / "int8" / "confusion.png").is_file()
+
+
 def test_export_user_errors_are_one_line(tiny_run, tmp_path, capsys, monkeypatch):
     run, data = tiny_run
     monkeypatch.delenv("DIGITLAB_DATA", raising=False)  # conftest keeps the cache empty and downloads off

@@ -130,14 +130,14 @@ def _launch_torchrun(nproc: int, argv: list[str]) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .predict.classifier import Classifier
+    from .predict.classifier import load
     from .runs import atomic_write_text, clean_stale_temps, resolve_checkpoint
     from .training.report import write_eval_pictures
 
     _check_output_folder(args.out, "--out")
     path = resolve_checkpoint(args.checkpoint)
     clean_stale_temps(path.parent)
-    clf = Classifier.from_checkpoint(path, device=args.device)
+    clf = load(path, device=args.device)
     dataset = args.dataset or clf.record["dataset"]
     from .data import load_dataset
 
@@ -440,7 +440,7 @@ def cmd_models_summary(args: argparse.Namespace) -> int:
 def _evaluate_parser(sub) -> None:
     """`digitlab evaluate`."""
     p = sub.add_parser("evaluate", help="score a checkpoint: accuracy, per-class scores, confusion matrix, worst mistakes")
-    p.add_argument("checkpoint", help="run folder or .safetensors file")
+    p.add_argument("checkpoint", help="run folder, .safetensors file or exported .onnx file (fp32 or int8)")
     _add_data_args(p)
     p.add_argument("--split", choices=("test", "train"), default="test")
     p.add_argument("--device", default="cpu")

@@ -82,10 +82,15 @@ def evaluate(model: torch.nn.Module, data: ImageData, mean, std, batch_size: int
 
         logits = predict_logits(model, images_only(), mean_t, std_t)
         labels = torch.cat(seen) if seen else data.labels[:0]
-    k = len(data.classes)
+    return score(logits, labels, data.classes)
+
+
+def score(logits: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> EvalResult:
+    """Loss, accuracy, confusion and probabilities from a model's logits (or log-probabilities) on labelled images."""
+    k = len(classes)
     if labels.numel() == 0:
-        return EvalResult(float("nan"), float("nan"), torch.zeros(k, k, dtype=torch.long), torch.zeros(0, k), labels, data.classes)
+        return EvalResult(float("nan"), float("nan"), torch.zeros(k, k, dtype=torch.long), torch.zeros(0, k), labels, classes)
     loss = F.cross_entropy(logits, labels).item()
     preds = logits.argmax(1)
     confusion = torch.bincount(labels * k + preds, minlength=k * k).reshape(k, k)
-    return EvalResult(loss, (preds == labels).double().mean().item(), confusion, logits.softmax(1), labels, data.classes)
+    return EvalResult(loss, (preds == labels).double().mean().item(), confusion, logits.softmax(1), labels, classes)

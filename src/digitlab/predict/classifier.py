@@ -14,7 +14,7 @@ from ..data import ImageData, load_dataset, normalize, relabel
 from ..data.reject import NOT_DIGIT
 from ..device import inference_batch, memory_format, pick_device
 from ..errors import DigitlabError
-from ..evaluation import evaluate
+from ..evaluation import evaluate, score
 from ..models import get_entry
 from ..runs import CHECKPOINT_NAMES, load_model, resolve_checkpoint
 from ..weights import reader_path
@@ -188,9 +188,8 @@ class Classifier:
     def evaluate(self, dataset: "str | ImageData", split: str = "test", root: str | None = None):
         """Score the model on a dataset (name or ImageData) of its input shape. Labels are matched to the model's
         classes by name: a dataset whose classes are some of the model's (MNIST's 0-9 for a 0-9 + not-digit model)
-        is scored, one with a class the model does not know (Fashion-MNIST for an MNIST model) is refused."""
-        if self.model is None:
-            raise DigitlabError("evaluate needs the PyTorch checkpoint; load the run folder instead of the .onnx file")
+        is scored, one with a class the model does not know (Fashion-MNIST for an MNIST model) is refused. An .onnx
+        file (fp32 or int8) is scored through onnxruntime, as it will serve."""
         c, h, _ = self.input_shape
         name = dataset if isinstance(dataset, str) else "the data"
         if isinstance(dataset, str):
@@ -207,7 +206,14 @@ class Classifier:
             if not isinstance(data, ImageData):
                 raise DigitlabError(f"{name} lists its classes differently from the model; load it into memory to evaluate")
             data = relabel(data, classes, f"{name} (the model was trained on {self.record.get('dataset', 'its training data')})")
-        return evaluate(self.model, data, self.record["mean"], self.record["std"])
+        if self.model is not None:
+            return evaluate(self.model, data, self.record["mean"], self.record["std"])
+        if not isinstance(data, ImageData):
+            raise DigitlabError(f"{name} is streamed from disk; score an .onnx file on data that fits in memory, or "
+                                "evaluate the run folder")
+        probs = torch.cat([self._probs(normalize(data.images[i:i + 4096], self.mean, self.std))
+                           for i in range(0, len(data), 4096)])
+        return score(probs.clamp_min(1e-12).log(), data.labels.cpu(), classes)
 
 
 @dataclass
