@@ -81,7 +81,8 @@ def test_int8_file_is_quantised_carries_the_record_and_agrees_with_fp32(tiny_run
 
 
 @pytest.mark.parametrize("name, kept", [("fastcnn", ["Conv", "MaxPool", "BatchNormalization", "Relu"]),
-                                         ("lenet5", ["Conv", "MaxPool", "Relu"]), ("cnn", []), ("mlp", [])])
+                                         ("lenet5", ["Conv", "MaxPool", "Relu"]), ("cnn", []), ("mlp", []),
+                                         ("ensemble", ["Conv", "MaxPool", "BatchNormalization", "Relu"] * 3)])
 def test_the_first_conv_block_stays_fp32_unless_it_ends_in_its_pool(name, kept, tmp_path):
     model = digitlab.create_model(name)
     record = {"model": model.digitlab_config, "classes": [str(i) for i in range(10)], "input_shape": [1, 28, 28],

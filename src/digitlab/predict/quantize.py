@@ -54,16 +54,28 @@ def calibration_images(record: dict[str, Any], count: int = CALIBRATION_IMAGES, 
 
 
 def first_block(graph) -> list[str]:
-    """The nodes before the second Conv of an ONNX graph (in its topological order): the first conv with its pool,
-    norm and activation. They stay fp32. A first conv reads 1-3 channels, so its int8 products are too short for
-    the int8 kernels (fastcnn, one thread, batch 256: 3.1 ms in int8, 1.1 ms in fp32); keeping the conv alone in fp32
-    was slower still, as ONNX Runtime then runs its pool and norm between quantise and dequantise steps. None for a
-    model with fewer than two convs, and none where the block ends in its pool (cnn: conv, ReLU, pool): that pool's
-    output leaves ONNX Runtime's blocked fp32 layout, and it runs in plain NCHW at 17 ms, more than the int8 conv saves."""
-    convs = [i for i, node in enumerate(graph.node) if node.op_type == "Conv"]
-    if len(convs) < 2 or graph.node[convs[1] - 1].op_type in ("MaxPool", "AveragePool"):
-        return []
-    return [node.name for node in graph.node[:convs[1]]]
+    """The nodes from each conv that reads the input to the next conv: the first conv with its pool, norm and
+    activation (once per member of an ensemble). They stay fp32. A first conv reads 1-3 channels, so its int8
+    products are too short for the int8 kernels (fastcnn, one thread, batch 256: 3.1 ms in int8, 1.1 ms in fp32);
+    keeping the conv alone in fp32 was slower still, as ONNX Runtime then runs its pool and norm between quantise and
+    dequantise steps. A chain that branches, ends in its pool (cnn: conv, ReLU, pool) or has no second conv stays int8:
+    such a pool's output leaves ONNX Runtime's blocked fp32 layout, and it runs in plain NCHW at 17 ms (cnn), more than
+    the int8 conv saves."""
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    kept: list[str] = []
+    for first in consumers.get(graph.input[0].name, []):
+        if first.op_type != "Conv":
+            continue
+        chain = [first]
+        while len(nexts := consumers.get(chain[-1].output[0], [])) == 1 and nexts[0].op_type != "Conv":
+            chain.append(nexts[0])
+        ends_at_conv = [n.op_type for n in consumers.get(chain[-1].output[0], [])] == ["Conv"]
+        if ends_at_conv and chain[-1].op_type not in ("MaxPool", "AveragePool"):
+            kept += [n.name for n in chain]
+    return kept
 
 
 def quantize_file(fp32: str | Path, out: str | Path, images: np.ndarray) -> list[str]:
