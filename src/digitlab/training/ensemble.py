@@ -13,16 +13,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-
-from ..data import load_dataset
-from ..data.reject import with_reject_class
 from ..device import memory_format, pick_device
 from ..errors import DigitlabError
 from ..evaluation import evaluate
 from ..models import count_params, create_model
 from ..runs import atomic_write_text, load_model, save_model
 from .config import TrainConfig
+from .finetune import training_data
 from .record import Run, run_record
 from .report import write_ensemble_report
 
@@ -57,12 +54,10 @@ def train_ensemble(cfg: TrainConfig, run_dir: Path, verbose: bool, train_member:
 def _combine(cfg: TrainConfig, run_dir: Path, say) -> Run:
     """The members' best checkpoints as one model: scored on validation (reported) and on test (once), then saved."""
     started = time.perf_counter()
-    folders = [Path(member_config(cfg, i, run_dir).out) for i in range(cfg.ensemble)]
+    configs = [member_config(cfg, i, run_dir) for i in range(cfg.ensemble)]
+    folders = [Path(member.out) for member in configs]
     members = [load_model(folder / "best.safetensors")[0] for folder in folders]
-    data = load_dataset(cfg.dataset, root=cfg.data_root, val_split=cfg.val_split, seed=cfg.data_seed, image_size=cfg.image_size,
-                        channels=cfg.channels, stream=cfg.stream or None, workers=cfg.workers)
-    if cfg.reject:
-        data = with_reject_class(data, cfg.reject, cfg.seed)
+    data = training_data(cfg, None)
     c, h, _ = data.input_shape
     model = create_model("ensemble", num_classes=len(data.classes), in_chans=c, image_size=h, member=cfg.model,
                          size=cfg.ensemble, member_args=dict(cfg.model_args))
@@ -77,8 +72,8 @@ def _combine(cfg: TrainConfig, run_dir: Path, say) -> Run:
     metrics = {"ensemble": cfg.ensemble, "params": count_params(model), "best_val_acc": val.accuracy if val else None,
                "train_seconds": round(sum(m["train_seconds"] for m in done), 2),
                "wall_seconds": round(sum(m["wall_seconds"] for m in done) + time.perf_counter() - started, 3),
-               "members": [{"folder": f.name, "seed": member_config(cfg, i, run_dir).seed, "best_val_acc": m["best_val_acc"],
-                            "test_accuracy": m["test"]["accuracy"]} for i, (f, m) in enumerate(zip(folders, done))],
+               "members": [{"folder": f.name, "seed": member.seed, "best_val_acc": m["best_val_acc"],
+                            "test_accuracy": m["test"]["accuracy"]} for f, member, m in zip(folders, configs, done)],
                "test": test.to_dict()}
     record = {**run_record(cfg, data, model),  # "metrics" named as in a run's checkpoints (serve shows val_acc)
               "metrics": {"val_acc": metrics["best_val_acc"], "ensemble": cfg.ensemble, "train_seconds": metrics["train_seconds"]}}

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from ..data import DATASETS, DataSplits, DatasetNotFound, ImageData, load_dataset, relabel
+from ..data.reject import with_reject_class
 from ..errors import DigitlabError
 from ..runs import load_model, read_record, resolve_checkpoint
 from ..weights import reader_path
@@ -75,6 +76,18 @@ def replay_sample(init_from: str, record: dict[str, Any], n: int, seed: int, roo
         raise DigitlabError(f"--replay {n} is more than the {len(splits.train)} training images of {name}")
     pick = torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(seed))[:n].sort().values
     return relabel(splits.train.subset(pick), list(record["classes"]), name), splits.checksums
+
+
+def training_data(cfg: Any, source: dict[str, Any] | None) -> DataSplits:
+    """The splits a run trains and is scored on: a fine-tune's (the source's record given) or the dataset's, with the
+    reader's 'not-digit' class added when the config asks for it. One function, so an ensemble scores its combined
+    model on the very splits its members trained on."""
+    if source:
+        data = fine_tune_data(cfg, source, replay_count(cfg.replay))
+    else:
+        data = load_dataset(cfg.dataset, root=cfg.data_root, val_split=cfg.val_split, seed=cfg.data_seed, image_size=cfg.image_size,
+                            channels=cfg.channels, stream=cfg.stream or None, workers=cfg.workers)
+    return with_reject_class(data, cfg.reject, cfg.seed) if cfg.reject else data
 
 
 def fine_tune_data(cfg: Any, record: dict[str, Any], replay: int) -> DataSplits:

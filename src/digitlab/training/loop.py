@@ -25,15 +25,14 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..data import augment, epoch_order, iterate_batches, load_dataset, normalize
-from ..data.reject import with_reject_class
+from ..data import augment, epoch_order, iterate_batches, normalize
 from ..device import autocast, memory_format, pick_device
 from ..errors import DigitlabError
 from ..models import count_params, create_model
 from ..runs import (atomic_write_all, atomic_write_text, check_free_space, clean_stale_temps, load_model, load_state, model_writer,
                          verify_checkpoint)
 from .config import TrainConfig, check_options, read_config_file, resolve_config
-from .finetune import fine_tune_data, fine_tune_options, load_source_weights, replay_count, source_record, source_summary
+from .finetune import fine_tune_options, load_source_weights, replay_count, source_record, source_summary, training_data
 from ..evaluation import EvalResult, evaluate
 from .report import write_run_outputs
 from .ensemble import train_ensemble
@@ -301,13 +300,7 @@ def _set_up(cfg: TrainConfig, run_dir: Path, verbose: bool) -> _Session:
     torch.manual_seed(cfg.seed)
 
     source = source_record(cfg.init_from) if cfg.init_from else None
-    if source:
-        data = fine_tune_data(cfg, source, replay_count(cfg.replay))
-    else:
-        data = load_dataset(cfg.dataset, root=cfg.data_root, val_split=cfg.val_split, seed=cfg.data_seed, image_size=cfg.image_size,
-                            channels=cfg.channels, stream=cfg.stream or None, workers=cfg.workers)
-    if cfg.reject:
-        data = with_reject_class(data, cfg.reject, cfg.seed)
+    data = training_data(cfg, source)
     c, h, w = data.input_shape
     if h != w:
         raise DigitlabError(f"images are {h}x{w}; digitlab models take square images, pass --image-size")
