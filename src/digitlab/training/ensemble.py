@@ -24,13 +24,22 @@ from .record import Run, run_record
 from .report import write_ensemble_report
 
 
+def member_folder(run_dir: Path, index: int) -> Path:
+    return run_dir / f"member-{index}"
+
+
+def holds_ensemble(run_dir: Path) -> bool:
+    """Has an ensemble run started in this folder (its first member's folder exists)?"""
+    return member_folder(run_dir, 0).is_dir()
+
+
 def member_config(cfg: TrainConfig, index: int, run_dir: Path) -> TrainConfig:
     """Member `index`: the ensemble's options and validation split, seed `seed * N + index` (so members of the
     ensembles of seeds 0, 1, 2 ... never share a seed), its own folder."""
     seed = cfg.seed * cfg.ensemble + index
     if seed >= 2**31:
         raise DigitlabError(f"--seed {cfg.seed} is too large for an ensemble of {cfg.ensemble}; use a seed below {2**31 // cfg.ensemble}")
-    return dataclasses.replace(cfg, ensemble=1, seed=seed, split_seed=cfg.data_seed, out=str(run_dir / f"member-{index}"))
+    return dataclasses.replace(cfg, ensemble=1, seed=seed, split_seed=cfg.data_seed, out=str(member_folder(run_dir, index)))
 
 
 def train_ensemble(cfg: TrainConfig, run_dir: Path, verbose: bool, train_member: Callable[..., Run]) -> Run:

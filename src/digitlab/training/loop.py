@@ -35,7 +35,7 @@ from .config import TrainConfig, check_options, read_config_file, resolve_config
 from .finetune import fine_tune_options, load_source_weights, replay_count, source_record, source_summary, training_data
 from ..evaluation import EvalResult, evaluate
 from .report import write_run_outputs
-from .ensemble import train_ensemble
+from .ensemble import holds_ensemble, train_ensemble
 from .record import Run, run_record
 
 RESUMABLE_OVERRIDES = {"epochs", "device", "threads", "tensorboard", "early_stop", "compile", "stream", "workers"}
@@ -122,7 +122,7 @@ def _prepare(config: TrainConfig | dict | None, resume: str | Path | None, confi
     dataset_tag = (cfg.dataset or "mnist").replace("folder:", "").replace("/", "_").strip("_.") or "data"
     run_dir = Path(cfg.out or Path("runs") / f"{cfg.model}-{dataset_tag}-{datetime.now():%Y%m%d-%H%M%S}")
     check_output_folder(run_dir, "--out")
-    if (run_dir / "last.state.pt").exists() or (run_dir / "member-0").exists():
+    if (run_dir / "last.state.pt").exists() or holds_ensemble(run_dir):
         raise DigitlabError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, or pass --out NEW_FOLDER")
     clean_stale_temps(run_dir)
     return cfg, run_dir, None
@@ -131,7 +131,7 @@ def _prepare(config: TrainConfig | dict | None, resume: str | Path | None, confi
 def _prepare_resume(run_dir: Path, options: dict) -> tuple[TrainConfig, Path, dict]:
     """The saved config with the allowed overrides, and the resume state; both checkpoints are read in full first."""
     state_path = run_dir / "last.state.pt"
-    if not state_path.is_file() and not (run_dir / "member-0").is_dir():
+    if not state_path.is_file() and not holds_ensemble(run_dir):
         raise DigitlabError(f"{run_dir}: nothing to resume (no last.state.pt); start a new run without --resume")
     clean_stale_temps(run_dir)
     try:
